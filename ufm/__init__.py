@@ -1,0 +1,21 @@
+"""ufm: unconstrained features models of neural collapse, solved in JAX and checked against theory.
+
+Examples:
+    >>> import jax, ufm
+    >>> problem = ufm.UFM(num_classes=4, num_per_class=5, dim=4, loss=ufm.losses.CrossEntropy(),
+    ...                   lambda_W=5e-3, lambda_H=5e-3)
+    >>> sol = ufm.solve(problem, ufm.solvers.LBFGS(), problem.init(jax.random.key(0)), gtol=1e-9)
+    >>> report = ufm.compare(problem, sol, ufm.theory.predict(problem))
+"""
+
+from ufm import losses, manifolds, theory
+from ufm.problems import UFM, UFMParams
+from ufm import solvers
+from ufm.solvers import Solution, Status, solve
+from ufm import metrics, landscape
+from ufm.compare import Report, compare
+
+__version__ = "0.1.0"
+
+__all__ = ["UFM", "UFMParams", "solve", "Solution", "Status", "compare", "Report", "losses",
+           "manifolds", "theory", "solvers", "metrics", "landscape"]

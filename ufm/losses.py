@@ -1,0 +1,115 @@
+"""Per-sample losses ``loss(outputs [N, K], targets [N, K]) -> [N]``.
+
+Targets are dense: one-hot rows for single-label classification, multi-hot rows for the
+multi-label pick-all-label loss, real rows for regression. Every loss is a frozen dataclass
+registered as a pytree whose hyperparameters (``alpha``, ``gamma``) are array leaves, so a sweep
+over them runs under ``jax.vmap`` without recompiling.
+
+Examples:
+    >>> import jax.numpy as jnp
+    >>> from ufm.losses import CrossEntropy
+    >>> float(CrossEntropy()(jnp.zeros((1, 4)), jnp.eye(4)[:1])[0])  # log 4
+    1.386294...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ufm._types import Array, ArrayLike, check_scalar
+
+
+def _pytree_dataclass(cls):
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    return jax.tree_util.register_dataclass(cls, data_fields=fields, meta_fields=[])
+
+
+@_pytree_dataclass
+class MSE:
+    """Squared error ½‖z − y‖² per sample (THEORY.md §0: the fit term is (1/2N)‖WH + b1ᵀ − Y‖²)."""
+
+    name = "mse"
+
+    def __call__(self, outputs: Array, targets: Array) -> Array:
+        return 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1)
+
+
+@_pytree_dataclass
+class CrossEntropy:
+    """Softmax cross-entropy logsumexp(z) − ⟨y, z⟩ for one-hot y (optax's softmax_cross_entropy)."""
+
+    name = "ce"
+
+    def __call__(self, outputs: Array, targets: Array) -> Array:
+        return optax.softmax_cross_entropy(outputs, targets)
+
+
+@_pytree_dataclass
+class LabelSmoothing:
+    """Cross-entropy against smoothed targets (1 − α) y + α/K (optax's smooth_labels).
+
+    Args:
+        alpha: smoothing weight, 0 ≤ α < 1; α = 0 is cross-entropy.
+    """
+
+    alpha: ArrayLike = 0.1
+    name = "ls"
+
+    def __post_init__(self):
+        check_scalar("alpha", self.alpha, low=0.0, high=1.0, allowed="in [0, 1)")
+
+    def __call__(self, outputs: Array, targets: Array) -> Array:
+        return optax.softmax_cross_entropy(outputs, optax.smooth_labels(targets, self.alpha))
+
+
+@_pytree_dataclass
+class Focal:
+    """Softmax focal loss −(1 − p_y)^γ log p_y on the true class (THEORY.md §3).
+
+    Args:
+        gamma: focusing parameter, γ ≥ 0; γ = 0 is cross-entropy.
+    """
+
+    gamma: ArrayLike = 2.0
+    name = "fl"
+
+    def __post_init__(self):
+        check_scalar("gamma", self.gamma, low=0.0, allowed=">= 0", high=None)
+
+    def __call__(self, outputs: Array, targets: Array) -> Array:
+        log_p = jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1)
+        # (1 - p)^γ via -expm1(log p): accurate when p → 1, where the collapse happens.
+        one_minus_p = -jnp.expm1(log_p)
+        return -jnp.power(one_minus_p, self.gamma) * log_p
+
+
+@_pytree_dataclass
+class PickAllLabel:
+    """Pick-all-label cross-entropy Σ_{k∈S} CE(z, k) = |S| logsumexp(z) − Σ_{k∈S} z_k (THEORY.md §7).
+
+    Targets are multi-hot rows. The sum is *not* divided by |S|: that is :class:`PickAllLabelNormalised`.
+    """
+
+    name = "pal"
+
+    def __call__(self, outputs: Array, targets: Array) -> Array:
+        return optax.softmax_cross_entropy(outputs, targets)
+
+
+@_pytree_dataclass
+class PickAllLabelNormalised:
+    """Pick-all-label loss divided by the label-set size (PAL-N; no closed form in THEORY.md)."""
+
+    name = "pal_normalised"
+
+    def __call__(self, outputs: Array, targets: Array) -> Array:
+        return optax.softmax_cross_entropy(outputs, targets) / jnp.sum(targets, axis=-1)
+
+
+LOSSES = {cls.name: cls for cls in (MSE, CrossEntropy, LabelSmoothing, Focal, PickAllLabel,
+                                     PickAllLabelNormalised)}

@@ -1,0 +1,137 @@
+"""Neural-collapse metrics NC1-NC4 (THEORY.md §11), on NumPy or JAX arrays, sample-major.
+
+H is [N, d] features, W is [K, d] classifier rows, ``labels`` integer class labels [N]. Every metric
+is 0 at the exact minimiser of the matching model and of order 1e-2 to 1e-1 after a perturbation.
+Reference frames: ``"etf"`` metrics use the centred W_c = C_K W and centred means M; ``"of"``
+metrics use the uncentred W and M_raw (bias-free MSE, deep MSE without bias).
+
+Examples:
+    >>> import numpy as np
+    >>> from ufm.theory import simplex_etf
+    >>> W = simplex_etf(4, 5); H = np.repeat(W, 3, axis=0); y = np.repeat(np.arange(4), 3)
+    >>> float(nc1(H, y, 4)) < 1e-20, float(etf_distance(W @ W.T)) < 1e-12
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from ufm._types import Array, ArrayLike
+
+_GEOMETRIES = ("etf", "of")
+
+
+def _check_geometry(geometry: str) -> None:
+    if geometry not in _GEOMETRIES:
+        raise ValueError(f"geometry must be 'etf' or 'of', got {geometry!r}")
+
+
+def class_means(H: ArrayLike, labels: ArrayLike, num_classes: int) -> Array:
+    """Uncentred class means M_raw [K, d]."""
+    Y = jnp.asarray(np.eye(num_classes)[np.asarray(labels)], dtype=jnp.asarray(H).dtype)
+    return (Y.T @ jnp.asarray(H)) / jnp.sum(Y, axis=0)[:, None]
+
+
+def _scatter(H, labels, num_classes):
+    H = jnp.asarray(H)
+    M_raw = class_means(H, labels, num_classes)
+    dev = H - M_raw[np.asarray(labels)]
+    Sw = dev.T @ dev / H.shape[0]
+    M = M_raw - jnp.mean(M_raw, axis=0)
+    Sb = M.T @ M / num_classes
+    return Sw, Sb
+
+
+def nc1(H: ArrayLike, labels: ArrayLike, num_classes: int, rtol: float = 1e-10) -> Array:
+    """NC1 = trace(Sw Sb⁺)/K (Papyan 2020, Zhu 2021), Sw with 1/N, Sb of the centred means."""
+    Sw, Sb = _scatter(H, labels, num_classes)
+    return jnp.trace(Sw @ jnp.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / num_classes
+
+
+def nc1_trace(H: ArrayLike, labels: ArrayLike, num_classes: int) -> Array:
+    """NC1 variant trace(Sw)/trace(Sb) (used for deep UFMs and Deep RFM)."""
+    Sw, Sb = _scatter(H, labels, num_classes)
+    return jnp.trace(Sw) / jnp.trace(Sb)
+
+
+def _unit(G):
+    G = jnp.asarray(G)
+    return G / jnp.linalg.norm(G)
+
+
+def etf_distance(G: ArrayLike) -> Array:
+    """‖G/‖G‖ − C_K/√(K−1)‖_F: distance of a K×K Gram from the simplex ETF Gram."""
+    K = jnp.asarray(G).shape[0]
+    E = (jnp.eye(K) - jnp.ones((K, K)) / K) / jnp.sqrt(K - 1.0)
+    return jnp.linalg.norm(_unit(G) - E)
+
+
+def of_distance(G: ArrayLike) -> Array:
+    """‖G/‖G‖ − I_K/√K‖_F: distance of a K×K Gram from the orthogonal-frame Gram."""
+    K = jnp.asarray(G).shape[0]
+    return jnp.linalg.norm(_unit(G) - jnp.eye(K) / jnp.sqrt(float(K)))
+
+
+def frame_distance(G: ArrayLike, geometry: str) -> Array:
+    """:func:`etf_distance` or :func:`of_distance` by ``geometry``."""
+    _check_geometry(geometry)
+    return etf_distance(G) if geometry == "etf" else of_distance(G)
+
+
+def equinorm(V: ArrayLike) -> Array:
+    """std_k ‖v_k‖ / mean_k ‖v_k‖ (population std) over the rows of V."""
+    norms = jnp.linalg.norm(jnp.asarray(V), axis=1)
+    return jnp.std(norms) / jnp.mean(norms)
+
+
+def equiangle(V: ArrayLike, geometry: str) -> Array:
+    """mean_{k≠l} |cos(v_k, v_l) + 1/(K−1)| (ETF) or mean_{k≠l} |cos(v_k, v_l)| (OF)."""
+    _check_geometry(geometry)
+    V = jnp.asarray(V)
+    K = V.shape[0]
+    U = V / jnp.linalg.norm(V, axis=1, keepdims=True)
+    cos = U @ U.T
+    target = -1.0 / (K - 1) if geometry == "etf" else 0.0
+    off = ~np.eye(K, dtype=bool)
+    return jnp.mean(jnp.abs(cos[off] - target))
+
+
+def frame_pair(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str):
+    """(W', M') compared by NC2/NC3: (W_c, centred means) for ETF, (W, M_raw) for OF."""
+    _check_geometry(geometry)
+    W = jnp.asarray(W)
+    M_raw = class_means(H, labels, W.shape[0])
+    if geometry == "of":
+        return W, M_raw
+    return W - jnp.mean(W, axis=0), M_raw - jnp.mean(M_raw, axis=0)
+
+
+def nc3_duality(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str) -> Array:
+    """NC3 (a), Papyan self-duality ‖W'/‖W'‖ − M'/‖M'‖‖_F (unsquared)."""
+    Wp, Mp = frame_pair(W, H, labels, geometry)
+    return jnp.linalg.norm(_unit(Wp) - _unit(Mp))
+
+
+def nc3_zhu(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str) -> Array:
+    """NC3 (b), Zhu: distance of A = W' M'ᵀ from the ETF (or OF) Gram."""
+    Wp, Mp = frame_pair(W, H, labels, geometry)
+    return frame_distance(Wp @ Mp.T, geometry)
+
+
+def nc4(H: ArrayLike, W: ArrayLike, b: ArrayLike | None, labels: ArrayLike) -> Array:
+    """Fraction of samples where the classifier's argmax differs from the nearest class mean."""
+    H, W = jnp.asarray(H), jnp.asarray(W)
+    logits = H @ W.T + (0.0 if b is None else jnp.asarray(b)[None, :])
+    M_raw = class_means(H, labels, W.shape[0])
+    dist = jnp.sum((H[:, None, :] - M_raw[None, :, :]) ** 2, axis=-1)
+    return jnp.mean(jnp.argmax(logits, axis=1) != jnp.argmin(dist, axis=1))
+
+
+def bias_relation(W: ArrayLike, H: ArrayLike, b: ArrayLike | None, labels: ArrayLike) -> Array:
+    """‖W μ_G + b‖ with μ_G the mean of the class means: the output of the global mean."""
+    W = jnp.asarray(W)
+    mu_G = jnp.mean(class_means(H, labels, W.shape[0]), axis=0)
+    out = W @ mu_G
+    return jnp.linalg.norm(out if b is None else out + jnp.asarray(b))

@@ -1,0 +1,6 @@
+"""Problem classes: each holds sizes (static) and hyperparameters (array leaves) and defines
+``value(params)``, ``manifold``, ``init(key)`` and ``config()``."""
+
+from ufm.problems.ufm import UFM, UFMParams
+
+__all__ = ["UFM", "UFMParams"]

@@ -1,0 +1,155 @@
+"""The plain unconstrained features model (THEORY.md §1-§3)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ufm import theory
+from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
+from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
+from ufm.manifolds import Euclidean
+from ufm.problems._base import counts_tuple, normalise_counts, problem_dataclass, to_float
+
+_SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
+
+
+class UFMParams(NamedTuple):
+    """Parameters of the plain UFM: W [K, d], H [N, d] (sample-major), b [K] or None (no bias)."""
+
+    W: Array
+    H: Array
+    b: Optional[Array]
+
+
+@problem_dataclass(meta=("num_classes", "num_per_class", "dim", "bias"))
+class UFM:
+    """Plain UFM: F = mean_i ℓ(W h_i + b, y_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖² + (λ_b/2)‖b‖².
+
+    Labels are class-major (``repeat(arange(K), n_k)``); the H penalty is a sum over samples
+    (Zhu et al. 2021 normalisation, THEORY.md §0).
+
+    Args:
+        num_classes: K ≥ 2.
+        num_per_class: n ≥ 1, or a sequence of K per-class counts (imbalanced data).
+        dim: feature dimension d ≥ 1.
+        loss: a per-sample loss from :mod:`ufm.losses` (MSE, CrossEntropy, LabelSmoothing, Focal).
+        lambda_W, lambda_H: weight decays ≥ 0 (array leaves: sweep them under ``vmap``).
+        lambda_b: bias decay ≥ 0 (0: unregularised bias). Must be 0 when ``bias`` is False.
+        bias: whether the model has a bias b.
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 2, 3, ufm.losses.MSE(), 1e-2, 1e-2)
+        >>> params = p.init(jax.random.key(0))
+        >>> params.W.shape, params.H.shape, params.b.shape
+        ((3, 3), (6, 3), (3,))
+    """
+
+    num_classes: int
+    num_per_class: int | tuple
+    dim: int
+    loss: object
+    lambda_W: ArrayLike
+    lambda_H: ArrayLike
+    lambda_b: ArrayLike = 0.0
+    bias: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_per_class", normalise_counts(self.num_classes, self.num_per_class))
+        check_int("dim", self.dim, low=1)
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        if not isinstance(self.loss, _SUPPORTED_LOSSES):
+            raise ValueError(f"loss must be one of MSE(), CrossEntropy(), LabelSmoothing(alpha), "
+                             f"Focal(gamma) from ufm.losses, got {self.loss!r}")
+        for name in ("lambda_W", "lambda_H", "lambda_b"):
+            check_scalar(name, getattr(self, name), low=0.0, high=None, allowed=">= 0")
+        if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):
+            raise ValueError(f"lambda_b must be 0 when bias=False, got {self.lambda_b!r}")
+
+    # ---- sizes and data -------------------------------------------------------------------
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Per-class sample counts n_k."""
+        return counts_tuple(self.num_classes, self.num_per_class)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def balanced(self) -> bool:
+        return isinstance(self.num_per_class, int)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer labels, class-major: ``repeat(arange(K), n_k)``."""
+        return np.repeat(np.arange(self.num_classes), self.counts)
+
+    @property
+    def targets(self) -> Array:
+        """One-hot targets [N, K]."""
+        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
+
+    @property
+    def manifold(self) -> Euclidean:
+        return Euclidean()
+
+    @property
+    def reference_geometry(self) -> str:
+        """Frame of the NC metrics (THEORY.md §11): 'of' for bias-free MSE, else 'etf'."""
+        return "of" if isinstance(self.loss, MSE) and not self.bias else "etf"
+
+    def step_scale(self, params: UFMParams) -> UFMParams:
+        """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss."""
+        return UFMParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
+
+    # ---- parameters ------------------------------------------------------------------------
+    def init(self, key: Array, scale: float = 0.1) -> UFMParams:
+        """Gaussian initialisation with standard deviation ``scale`` (b starts at 0)."""
+        kw, kh = jax.random.split(key)
+        dtype = default_float()
+        W = scale * jax.random.normal(kw, (self.num_classes, self.dim), dtype)
+        H = scale * jax.random.normal(kh, (self.num_samples, self.dim), dtype)
+        return UFMParams(W, H, jnp.zeros(self.num_classes, dtype) if self.bias else None)
+
+    def params(self, W, H, b=None) -> UFMParams:
+        """Wrap arrays (e.g. ``prediction.construct()``) as parameters of this problem."""
+        dtype = default_float()
+        return UFMParams(jnp.asarray(W, dtype), jnp.asarray(H, dtype),
+                         jnp.asarray(b, dtype) if self.bias else None)
+
+    # ---- objective ---------------------------------------------------------------------------
+    def outputs(self, params: UFMParams) -> Array:
+        """Logits / outputs H Wᵀ + b, shape [N, K]."""
+        z = jnp.matmul(params.H, params.W.T, precision="highest")
+        return z if params.b is None else z + params.b[None, :]
+
+    def value(self, params: UFMParams) -> Array:
+        """The objective F(W, H, b) in the library normalisation."""
+        fit = jnp.mean(self.loss(self.outputs(params), self.targets))
+        reg = self.lambda_W * jnp.sum(params.W ** 2) + self.lambda_H * jnp.sum(params.H ** 2)
+        if params.b is not None:
+            reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
+        return fit + 0.5 * reg
+
+    def config(self) -> dict:
+        """All parameters, JSON-friendly."""
+        loss = {"name": self.loss.name, **{k: to_float(v) for k, v in vars(self.loss).items()}}
+        return dict(model="ufm", num_classes=self.num_classes, num_per_class=self.num_per_class,
+                    dim=self.dim, loss=loss, lambda_W=to_float(self.lambda_W),
+                    lambda_H=to_float(self.lambda_H), lambda_b=to_float(self.lambda_b), bias=self.bias)
+
+
+@theory.predict.register(UFM)
+def _predict_ufm(problem: UFM) -> theory.Prediction:
+    loss = problem.loss
+    return theory.plain.predict_plain(
+        counts=problem.counts, dim=problem.dim, loss=loss.name,
+        lambda_W=float(problem.lambda_W), lambda_H=float(problem.lambda_H),
+        lambda_b=float(problem.lambda_b), bias=problem.bias,
+        alpha=float(getattr(loss, "alpha", 0.0)), gamma=float(getattr(loss, "gamma", 0.0)))

@@ -1,0 +1,134 @@
+"""The one solve driver: a jitted ``lax.while_loop`` over any stepper."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ufm._types import Array, PyTree, check_scalar, is_concrete
+
+
+class Status(enum.IntEnum):
+    """Why a solve stopped."""
+
+    CONVERGED = 0  # (Riemannian) gradient norm ≤ gtol
+    MAX_STEPS = 1  # step budget spent
+    NONFINITE = 2  # value or gradient became inf/nan
+    STALLED = 3  # a step changed neither the point's value nor its gradient norm (line search failed)
+
+
+class Solution(NamedTuple):
+    """Result of :func:`solve` (a pytree: under ``vmap`` every field gains a batch axis).
+
+    Attributes:
+        params: final point.
+        value: F(params).
+        grad_norm: (Riemannian) gradient norm at params.
+        num_steps: steps taken.
+        status: a :class:`Status` code as an integer array.
+        trace: [num_records, 2] array of (value, grad_norm) every ``record_every`` steps (NaN after
+            the stop), or None.
+        state: the solver state, for warm restarts with ``solver.step``.
+    """
+
+    params: PyTree
+    value: Array
+    grad_norm: Array
+    num_steps: Array
+    status: Array
+    trace: Optional[Array]
+    state: Any
+
+    @property
+    def status_name(self) -> str:
+        """Status as a lower-case name (unbatched solutions only)."""
+        return Status(int(self.status)).name.lower()
+
+
+class _Carry(NamedTuple):
+    params: PyTree
+    state: Any
+    value: Array
+    grad_norm: Array
+    step: Array
+    stalled: Array
+    trace: Optional[Array]
+
+
+def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-10,
+          record_every: int = 0) -> Solution:
+    """Minimise ``problem.value`` from ``params`` with ``solver``, as one compiled loop.
+
+    Stops when the (Riemannian) gradient norm is ≤ ``gtol``, after ``max_steps`` steps, when the
+    value or gradient is not finite, or when a step makes no progress at all. It never raises
+    inside the trace, so a vmapped sweep returns every outcome.
+
+    Args:
+        problem: a problem object (``value``, ``manifold``).
+        solver: a stepper with ``init(problem, params)`` and ``step(problem, params, state)``.
+        params: starting point (a pytree matching ``problem``).
+        max_steps: step budget (≥ 1).
+        gtol: gradient-norm tolerance (≥ 0).
+        record_every: record (value, grad_norm) every this many steps; 0 records nothing.
+
+    Returns:
+        A :class:`Solution`.
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 4, 3, ufm.losses.MSE(), 1e-2, 1e-2)
+        >>> sol = ufm.solve(p, ufm.solvers.LBFGS(), p.init(jax.random.key(0)), gtol=1e-10)
+        >>> sol.status_name, bool(sol.grad_norm <= 1e-10)
+        ('converged', True)
+    """
+    if not callable(getattr(problem, "value", None)):
+        raise ValueError(f"problem must define value(params), got {type(problem).__name__}")
+    if not (callable(getattr(solver, "init", None)) and callable(getattr(solver, "step", None))):
+        raise ValueError(f"solver must define init and step, got {type(solver).__name__}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 0:
+        raise ValueError(f"record_every must be an integer >= 0, got {record_every!r}")
+    check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
+    return _solve(problem, solver, params, jnp.asarray(gtol), max_steps=int(max_steps),
+                  record_every=int(record_every))
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps", "record_every"))
+def _solve(problem, solver, params, gtol, *, max_steps, record_every):
+    state = solver.init(problem, params)
+    value = state.value
+    grad_norm = problem.manifold.norm(params, state.grad)
+    trace = None
+    if record_every:
+        trace = jnp.full((max_steps // record_every + 1, 2), jnp.nan, dtype=value.dtype)
+        trace = trace.at[0].set(jnp.stack([value, grad_norm]))
+
+    def running(c: _Carry):
+        finite = jnp.isfinite(c.value) & jnp.isfinite(c.grad_norm)
+        return (c.step < max_steps) & (c.grad_norm > gtol) & finite & ~c.stalled
+
+    def body(c: _Carry) -> _Carry:
+        new_params, new_state, info = solver.step(problem, c.params, c.state)
+        stalled = (info.value == c.value) & (info.grad_norm == c.grad_norm)
+        step = c.step + 1
+        trace = c.trace
+        if record_every:
+            row = jnp.stack([info.value, info.grad_norm])
+            trace = jax.lax.cond(step % record_every == 0,
+                                 lambda t: t.at[step // record_every].set(row), lambda t: t, trace)
+        return _Carry(new_params, new_state, info.value, info.grad_norm, step, stalled, trace)
+
+    init = _Carry(params, state, value, grad_norm, jnp.asarray(0), jnp.asarray(False), trace)
+    c = jax.lax.while_loop(running, body, init)
+    finite = jnp.isfinite(c.value) & jnp.isfinite(c.grad_norm)
+    status = jnp.where(~finite, Status.NONFINITE,
+                       jnp.where(c.grad_norm <= gtol, Status.CONVERGED,
+                                 jnp.where(c.stalled, Status.STALLED, Status.MAX_STEPS)))
+    return Solution(c.params, c.value, c.grad_norm, c.step, status, c.trace, c.state)

@@ -1,0 +1,31 @@
+"""Closed-form predictions (THEORY.md). Numbers in, numbers and arrays out; never a solver.
+
+``predict(problem)`` is a single-dispatch function: each problem class registers how it maps its
+fields onto the numeric closed forms (the registration lives beside the problem class, so this
+package never imports ``ufm.problems``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ufm.theory import frames, plain, scalar
+from ufm.theory._prediction import NoClosedForm, Prediction
+from ufm.theory.frames import factor_from_gram, orthogonal_frame, simplex_etf
+
+
+@functools.singledispatch
+def predict(problem) -> Prediction:
+    """Closed-form global minimiser of ``problem``, or ``NoClosedForm`` naming why there is none.
+
+    Examples:
+        >>> import ufm
+        >>> p = ufm.UFM(4, 5, 4, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
+        >>> ufm.theory.predict(p).regime
+        'collapse'
+    """
+    raise NoClosedForm(f"no closed form is registered for {type(problem).__name__}")
+
+
+__all__ = ["NoClosedForm", "Prediction", "predict", "frames", "plain", "scalar", "simplex_etf",
+           "orthogonal_frame", "factor_from_gram"]
