@@ -10,10 +10,13 @@ Examples:
 
 from ufm import losses, manifolds, theory
 from ufm.problems import UFM, UFMParams
+from ufm.problems.spherical import SphericalParams, SphericalUFM
+from ufm.problems.multilabel import MultiLabelUFM
 from ufm import solvers
 from ufm.solvers import Solution, Status, solve
 from ufm import metrics, landscape
 from ufm.compare import Report, compare
+from ufm import io, sweep
 
 __version__ = "0.1.0"
 

@@ -39,7 +39,7 @@ def _scatter(H, labels, num_classes):
     M_raw = class_means(H, labels, num_classes)
     dev = H - M_raw[np.asarray(labels)]
     Sw = dev.T @ dev / H.shape[0]
-    M = M_raw - jnp.mean(M_raw, axis=0)
+    M = M_raw - jnp.mean(M_raw, axis=0, keepdims=True)
     Sb = M.T @ M / num_classes
     return Sw, Sb
 
@@ -105,7 +105,7 @@ def frame_pair(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str):
     M_raw = class_means(H, labels, W.shape[0])
     if geometry == "of":
         return W, M_raw
-    return W - jnp.mean(W, axis=0), M_raw - jnp.mean(M_raw, axis=0)
+    return W - jnp.mean(W, axis=0, keepdims=True), M_raw - jnp.mean(M_raw, axis=0, keepdims=True)
 
 
 def nc3_duality(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str) -> Array:

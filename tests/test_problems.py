@@ -1,0 +1,80 @@
+"""UFM construction, validation and gradients (Taylor checks)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ufm
+
+from helpers import taylor_slope
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_classes=1), "num_classes"),
+    (dict(num_classes=2.0), "num_classes"),
+    (dict(num_per_class=0), "num_per_class"),
+    (dict(num_per_class=(3, 2)), "one count per class"),
+    (dict(num_per_class=(3, 0, 1)), r"num_per_class\[1\]"),
+    (dict(dim=0), "dim"),
+    (dict(lambda_W=-1e-3), "lambda_W"),
+    (dict(lambda_H=float("inf")), "lambda_H"),
+    (dict(lambda_b=-1.0), "lambda_b"),
+    (dict(loss="ce"), "loss"),
+    (dict(loss=ufm.losses.PickAllLabel()), "loss"),
+    (dict(bias=1), "bias"),
+    (dict(bias=False, lambda_b=0.1), "lambda_b"),
+])
+def test_validation_names_the_argument(kwargs, match):
+    base = dict(num_classes=3, num_per_class=2, dim=3, loss=ufm.losses.MSE(), lambda_W=1e-2, lambda_H=1e-2)
+    with pytest.raises(ValueError, match=match):
+        ufm.UFM(**{**base, **kwargs})
+
+
+def test_labels_and_counts():
+    p = ufm.UFM(3, (2, 1, 3), 2, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    np.testing.assert_array_equal(p.labels, [0, 0, 1, 2, 2, 2])
+    assert p.num_samples == 6 and not p.balanced
+    assert ufm.UFM(3, (2, 2, 2), 2, ufm.losses.MSE(), 1e-2, 1e-2).balanced
+
+
+def test_objective_hand_value():
+    p = ufm.UFM(2, 1, 2, ufm.losses.MSE(), 0.2, 0.4, lambda_b=0.6)
+    params = p.params(W=np.eye(2), H=2 * np.eye(2), b=np.array([1.0, 0.0]))
+    # outputs [[3,0],[1,2]], targets I: fit = mean(½(4+0), ½(1+1)) = 1.5
+    expected = 1.5 + 0.1 * 2 + 0.2 * 8 + 0.3 * 1
+    assert float(p.value(params)) == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("loss", [ufm.losses.MSE(), ufm.losses.CrossEntropy(),
+                                  ufm.losses.LabelSmoothing(0.2), ufm.losses.Focal(2.0)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradient_and_hessian_taylor_slopes(loss, bias):
+    p = ufm.UFM(3, 2, 4, loss, 1e-2, 2e-2, lambda_b=0.1 if bias else 0.0, bias=bias)
+    x = p.init(jax.random.key(0), scale=1.0)
+    v = p.init(jax.random.key(1), scale=1.0)
+    if bias:
+        v = v._replace(b=jax.random.normal(jax.random.key(2), (3,)))
+
+    def f(x, eps):
+        return float(p.value(jax.tree.map(lambda a, b: a + eps * b, x, v)))
+
+    g = jax.grad(p.value)(x)
+    gv = sum(float(jnp.vdot(a, b)) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(v)))
+    hv = ufm.landscape.hvp(p, x, v)
+    vhv = sum(float(jnp.vdot(a, b)) for a, b in zip(jax.tree.leaves(hv), jax.tree.leaves(v)))
+    assert taylor_slope(f, x, v, gv) == pytest.approx(2.0, abs=0.1)
+    assert taylor_slope(f, x, v, gv, vhv) == pytest.approx(3.0, abs=0.1)
+
+
+def test_problem_is_a_pytree_with_hyperparameter_leaves():
+    p = ufm.UFM(3, 2, 4, ufm.losses.Focal(2.0), 1e-2, 2e-2, lambda_b=0.1)
+    leaves = jax.tree.leaves(p)
+    assert sorted(float(x) for x in leaves) == sorted([2.0, 1e-2, 2e-2, 0.1])
+
+
+def test_config_is_complete():
+    cfg = ufm.UFM(3, (2, 1, 1), 4, ufm.losses.LabelSmoothing(0.1), 1e-2, 2e-2).config()
+    assert cfg == dict(model="ufm", num_classes=3, num_per_class=(2, 1, 1), dim=4,
+                       loss={"name": "ls", "alpha": 0.1}, lambda_W=1e-2, lambda_H=2e-2,
+                       lambda_b=0.0, bias=True)

@@ -1,0 +1,117 @@
+"""The solve driver and the steppers: statuses, traces, vmapped sweeps, warm restarts."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ufm
+from ufm.solvers import Status
+
+
+@pytest.fixture
+def mse_problem():
+    return ufm.UFM(3, 4, 3, ufm.losses.MSE(), 1e-2, 1e-2)
+
+
+def test_lbfgs_converges_with_trace(mse_problem):
+    sol = ufm.solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)),
+                    gtol=1e-11, record_every=5)
+    assert sol.status_name == "converged" and float(sol.grad_norm) <= 1e-11
+    values = np.asarray(sol.trace[:, 0])
+    values = values[np.isfinite(values)]
+    assert len(values) >= 2 and np.all(np.diff(values) <= 1e-15)  # L-BFGS with a line search descends
+    assert float(sol.value) == pytest.approx(float(mse_problem.value(sol.params)), rel=1e-15)
+
+
+@pytest.mark.parametrize("solver", [
+    ufm.solvers.GradientDescent(0.5),
+    ufm.solvers.GradientDescent(0.3, momentum=0.8),
+    ufm.solvers.GradientDescent(0.3, momentum=0.8, nesterov=True),
+    ufm.solvers.Adam(1e-2),
+])
+def test_first_order_solvers_reach_theory(mse_problem, solver):
+    sol = ufm.solve(mse_problem, solver, mse_problem.init(jax.random.key(1)), gtol=1e-9, max_steps=50_000)
+    assert sol.status_name == "converged"
+    assert float(sol.value) == pytest.approx(ufm.theory.predict(mse_problem).value, rel=1e-12)
+
+
+def test_max_steps_and_nonfinite_statuses(mse_problem):
+    start = mse_problem.init(jax.random.key(0))
+    sol = ufm.solve(mse_problem, ufm.solvers.GradientDescent(1e-3), start, max_steps=3)
+    assert sol.status_name == "max_steps" and int(sol.num_steps) == 3
+    blow = ufm.solve(mse_problem, ufm.solvers.GradientDescent(50.0), start, max_steps=10_000)
+    assert blow.status_name == "nonfinite"
+
+
+def test_warm_restart_continues(mse_problem):
+    start = mse_problem.init(jax.random.key(0))
+    first = ufm.solve(mse_problem, ufm.solvers.GradientDescent(0.3), start, max_steps=50)
+    second = ufm.solve(mse_problem, ufm.solvers.GradientDescent(0.3), first.params, max_steps=50)
+    whole = ufm.solve(mse_problem, ufm.solvers.GradientDescent(0.3), start, max_steps=100)
+    # Plain GD has no state beyond the point, so two halves equal the whole run.
+    np.testing.assert_allclose(second.value, whole.value, rtol=1e-13)
+
+
+def test_lambda_sweep_compiles_once_and_matches_theory():
+    problem = ufm.UFM(4, 3, 4, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
+    start = problem.init(jax.random.key(0))
+    fn = ufm.sweep._vmap_solve
+    before = fn._cache_size()
+    values = []
+    for grid in ([2e-3, 5e-3, 1e-2], [3e-3, 6e-3, 0.2]):
+        sols = ufm.sweep.vmap_solve(problem, ufm.solvers.LBFGS(), start,
+                                    {"lambda_W": jnp.array(grid), "lambda_H": jnp.array(grid)}, gtol=1e-10)
+        assert np.all(np.asarray(sols.status) == Status.CONVERGED)
+        for lam, v in zip(grid, np.asarray(sols.value)):
+            expected = ufm.theory.predict(dataclasses.replace(problem, lambda_W=lam, lambda_H=lam)).value
+            values.append((float(v), expected))
+    assert fn._cache_size() == before + 1  # one compilation for both grids
+    for got, expected in values:
+        assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_loss_hyperparameter_sweep():
+    problem = ufm.UFM(3, 2, 3, ufm.losses.LabelSmoothing(0.1), 1e-2, 1e-2)
+    sols = ufm.sweep.vmap_solve(problem, ufm.solvers.LBFGS(), problem.init(jax.random.key(0)),
+                                {"loss.alpha": jnp.array([0.0, 0.1, 0.2])}, gtol=1e-10)
+    for alpha, v in zip([0.0, 0.1, 0.2], np.asarray(sols.value)):
+        p = dataclasses.replace(problem, loss=ufm.losses.LabelSmoothing(alpha))
+        assert float(v) == pytest.approx(ufm.theory.predict(p).value, rel=1e-9)
+
+
+def test_multi_start_runs_every_start():
+    problem = ufm.UFM(3, 2, 3, ufm.losses.MSE(), 1e-2, 1e-2, bias=False)
+    sols = ufm.sweep.multi_start(problem, ufm.solvers.LBFGS(), jax.random.key(0), 4, [0.5, 1.0], gtol=1e-10)
+    assert sols.value.shape == (8,)
+    assert float(ufm.sweep.best(sols).value) == pytest.approx(ufm.theory.predict(problem).value, rel=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(max_steps=0), "max_steps"),
+    (dict(max_steps=2.5), "max_steps"),
+    (dict(gtol=-1.0), "gtol"),
+    (dict(record_every=-1), "record_every"),
+])
+def test_solve_rejects_bad_arguments(mse_problem, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ufm.solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)), **kwargs)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: ufm.solvers.GradientDescent(0.0), "learning_rate"),
+    (lambda: ufm.solvers.GradientDescent(0.1, momentum=1.0), "momentum"),
+    (lambda: ufm.solvers.Adam(-1.0), "learning_rate"),
+    (lambda: ufm.solvers.LBFGS(memory_size=0), "memory_size"),
+])
+def test_solver_validation(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_sweep_rejects_unknown_hyperparameter(mse_problem):
+    with pytest.raises(ValueError, match="lambda_Q"):
+        ufm.sweep.vmap_solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)),
+                             {"lambda_Q": jnp.array([1.0])})
