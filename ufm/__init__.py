@@ -10,6 +10,8 @@ Examples:
 
 from ufm import losses, manifolds, theory
 from ufm.problems import UFM, UFMParams
+from ufm.problems.regression import RegressionParams, RegressionUFM
+from ufm.problems.deep import DeepParams, DeepUFM
 from ufm.problems.spherical import SphericalParams, SphericalUFM
 from ufm.problems.multilabel import MultiLabelUFM
 from ufm import solvers
@@ -18,7 +20,7 @@ from ufm import metrics, landscape
 from ufm.compare import Report, compare
 from ufm import io, sweep
 
-__version__ = "0.1.0"
+from ufm._version import __version__
 
 __all__ = ["UFM", "UFMParams", "solve", "Solution", "Status", "compare", "Report", "losses",
            "manifolds", "theory", "solvers", "metrics", "landscape"]

@@ -19,16 +19,16 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from ufm._version import __version__
+
 
 def metadata() -> dict:
     """Versions, git revision and time stamp recorded with every result."""
-    import ufm
-
     rev = None
     with contextlib.suppress(Exception):
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5).stdout.strip() or None
-    return dict(ufm=ufm.__version__, jax=jax.__version__, numpy=np.__version__,
+    return dict(ufm=__version__, jax=jax.__version__, numpy=np.__version__,
                 x64=bool(jax.config.jax_enable_x64), backend=jax.default_backend(), git=rev,
                 time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 

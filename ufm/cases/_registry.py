@@ -76,7 +76,8 @@ def run_case(case: Case) -> dict:
                 return row
             if case.expect_no_closed_form:
                 row.update(ok=False, regime=prediction.regime, checks=[],
-                           notes=["expected NoClosedForm, but predict returned a prediction"])
+                           notes=["expected NoClosedForm, but predict returned a prediction"],
+                           seconds=time.perf_counter() - start)
                 return row
         sol = (case.solve or default_solve)(problem)
         report = case.check(problem, sol) if case.check else compare(problem, sol, prediction)

@@ -1,0 +1,58 @@
+"""Landscape facts (THEORY.md §10.1): the Hessian at the origin of the two-factor models."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ufm
+
+
+def _origin(problem, b0=0.0):
+    K, N, d = problem.num_classes, problem.num_samples, problem.dim
+    return problem.params(jnp.zeros((K, d)), jnp.zeros((N, d)),
+                          jnp.full((K,), b0) if problem.bias else None)
+
+
+def _lambda_min_formula(lw, lh, K, n, g0):
+    return (lw + lh) / 2 - math.sqrt(((lw - lh) / 2) ** 2 + g0 ** 2 / (K * K * n))
+
+
+@pytest.mark.parametrize("loss, g0, bias, lb", [
+    (ufm.losses.CrossEntropy(), 1.0, True, 0.1),
+    (ufm.losses.MSE(), 1.0, False, 0.0),
+    (ufm.losses.MSE(), 1.0, True, 0.3),
+    (ufm.losses.LabelSmoothing(0.2), 0.8, True, 0.1),
+])
+def test_origin_smallest_eigenvalue(loss, g0, bias, lb):
+    K, n, d, lw, lh = 3, 2, 3, 0.05, 0.2
+    problem = ufm.UFM(K, n, d, loss, lw, lh, lambda_b=lb, bias=bias)
+    b0 = 1 / (K * (1 + lb)) if isinstance(loss, ufm.losses.MSE) and bias else 0.0
+    origin = _origin(problem, b0)
+    grad = ufm.solvers.value_and_riemannian_grad(problem, origin)[1]
+    assert max(float(jnp.max(jnp.abs(g))) for g in (grad.W, grad.H)) < 1e-15  # critical point
+    evals = ufm.landscape.hessian_eigenvalues(problem, origin)
+    wh = evals  # the b block adds eigenvalues ≥ its own curvature; compare the smallest
+    assert wh[0] == pytest.approx(_lambda_min_formula(lw, lh, K, n, g0), abs=1e-14)
+
+
+def test_focal_origin_threshold():
+    K, gamma = 4, 2.0
+    g_fl = ufm.theory.plain.focal_threshold(K, gamma)
+    expected = (1 - 1 / K) ** gamma * (1 + gamma * math.log(K) / (K - 1))
+    assert g_fl == pytest.approx(expected, rel=1e-15)
+    problem = ufm.UFM(K, 2, 4, ufm.losses.Focal(gamma), 0.05, 0.2, lambda_b=0.1)
+    evals = ufm.landscape.hessian_eigenvalues(problem, _origin(problem))
+    assert evals[0] == pytest.approx(_lambda_min_formula(0.05, 0.2, K, 2, g_fl), abs=1e-14)
+
+
+def test_origin_is_strict_saddle_iff_below_threshold():
+    K, n, d = 3, 2, 3
+    for lam, expected in [(0.1, "strict saddle"), (0.5, "local minimum (second-order)")]:
+        problem = ufm.UFM(K, n, d, ufm.losses.CrossEntropy(), lam, lam, lambda_b=0.1)
+        # Kτ = K √n λ: 0.42 (saddle), 2.1 (minimum)
+        assert ufm.landscape.classify_critical_point(problem, _origin(problem)) == expected
+    problem = ufm.UFM(K, n, d, ufm.losses.CrossEntropy(), 0.1, 0.1, lambda_b=0.1)
+    lam, direction = ufm.landscape.escape_direction(problem, _origin(problem))
+    assert lam < 0 and float(jnp.sum(direction.W ** 2) + jnp.sum(direction.H ** 2)) > 0.99

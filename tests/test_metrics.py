@@ -1,0 +1,90 @@
+"""NC metrics: exact zeros on exact constructions, clearly non-zero after perturbations, hand values."""
+
+import numpy as np
+import pytest
+
+from ufm import metrics
+from ufm.theory.frames import centering, orthogonal_frame, simplex_etf
+
+
+def _collapsed(W, n, beta=0.7):
+    K = W.shape[0]
+    return np.repeat(beta * W, n, axis=0), np.repeat(np.arange(K), n)
+
+
+def test_nc1_hand_value():
+    # K = 2, d = 1: means ±1, within-class deviations ±0.1.
+    H = np.array([[0.9], [1.1], [-0.9], [-1.1]])
+    y = np.array([0, 0, 1, 1])
+    Sw, Sb = 0.01, 1.0  # (1/N) Σ dev² and (1/K) Σ (mean − global)²
+    assert float(metrics.nc1(H, y, 2)) == pytest.approx(Sw / Sb / 2, rel=1e-12)
+    assert float(metrics.nc1_trace(H, y, 2)) == pytest.approx(Sw / Sb, rel=1e-12)
+
+
+@pytest.mark.parametrize("K, d", [(3, 2), (4, 4), (6, 9)])
+def test_etf_metrics_vanish_on_simplex_etf(K, d):
+    W = simplex_etf(K, d, np.random.default_rng(0))
+    H, y = _collapsed(W, 3)
+    assert float(metrics.nc1(H, y, K)) < 1e-25
+    for value in (metrics.etf_distance(W @ W.T), metrics.equinorm(W), metrics.equiangle(W, "etf"),
+                  metrics.nc3_duality(W, H, y, "etf"), metrics.nc3_zhu(W, H, y, "etf"),
+                  metrics.nc4(H, W, None, y)):
+        assert float(value) < 1e-12
+
+
+def test_of_metrics_vanish_on_orthogonal_frame():
+    K, d = 4, 6
+    W = orthogonal_frame(K, d, np.random.default_rng(1))
+    H, y = _collapsed(W, 2)
+    for value in (metrics.of_distance(W @ W.T), metrics.equiangle(W, "of"),
+                  metrics.nc3_duality(W, H, y, "of"), metrics.nc3_zhu(W, H, y, "of")):
+        assert float(value) < 1e-12
+    # The OF is not an ETF (and vice versa): distance ‖I/√K − C/√(K−1)‖ computed by hand.
+    expected = np.linalg.norm(np.eye(K) / np.sqrt(K) - centering(K) / np.sqrt(K - 1))
+    assert float(metrics.etf_distance(np.eye(K))) == pytest.approx(expected, rel=1e-12)
+
+
+def test_metrics_detect_perturbations():
+    K, d, n = 5, 6, 4
+    rng = np.random.default_rng(2)
+    W = simplex_etf(K, d, rng)
+    H, y = _collapsed(W, n)
+    Hp = H + 0.05 * rng.standard_normal(H.shape)
+    Wp = W + 0.05 * rng.standard_normal(W.shape)
+    assert float(metrics.nc1(Hp, y, K)) > 1e-3
+    assert float(metrics.etf_distance(Wp @ Wp.T)) > 1e-2
+    assert float(metrics.equinorm(Wp)) > 1e-3
+    assert float(metrics.equiangle(Wp, "etf")) > 1e-3
+    assert float(metrics.nc3_duality(Wp, H, y, "etf")) > 1e-2
+    assert float(metrics.nc3_zhu(Wp, H, y, "etf")) > 1e-2
+
+
+def test_nc4_counts_disagreements():
+    W = np.eye(2)
+    H = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    y = np.array([0, 0, 1, 1])
+    assert float(metrics.nc4(H, W, None, y)) == 0.0
+    # A bias that flips every decision to class 0.
+    assert float(metrics.nc4(H, W, np.array([5.0, 0.0]), y)) == 0.5
+
+
+def test_bias_relation():
+    W = np.eye(2)
+    H = np.array([[1.0, 0.0], [0.0, 3.0]])
+    y = np.array([0, 1])
+    # μ_G = (0.5, 1.5); W μ_G + b = (0.5 + 1, 1.5 − 1)
+    assert float(metrics.bias_relation(W, H, np.array([1.0, -1.0]), y)) == pytest.approx(np.hypot(1.5, 0.5))
+
+
+def test_bad_geometry():
+    with pytest.raises(ValueError, match="geometry"):
+        metrics.equiangle(np.eye(3), "simplex")
+
+
+def test_metrics_accept_numpy_and_jax():
+    import jax.numpy as jnp
+
+    W = simplex_etf(3, 3)
+    H, y = _collapsed(W, 2)
+    assert float(metrics.nc3_zhu(jnp.asarray(W), jnp.asarray(H), y, "etf")) == pytest.approx(
+        float(metrics.nc3_zhu(W, H, y, "etf")), abs=1e-15)
