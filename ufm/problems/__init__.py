@@ -2,5 +2,6 @@
 ``value(params)``, ``manifold``, ``init(key)`` and ``config()``."""
 
 from ufm.problems.ufm import UFM, UFMParams
+from ufm.problems.spherical import SphericalParams, SphericalUFM
 
 __all__ = ["UFM", "UFMParams"]

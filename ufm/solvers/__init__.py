@@ -7,3 +7,5 @@ from ufm.solvers.lbfgs import LBFGS
 
 __all__ = ["solve", "Solution", "Status", "SolverState", "StepInfo", "GradientDescent", "Adam",
            "LBFGS", "value_and_riemannian_grad"]
+from ufm.solvers.riemannian import RiemannianGradientDescent, TrustRegion  # noqa: E402
+__all__ += ["RiemannianGradientDescent", "TrustRegion"]

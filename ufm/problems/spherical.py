@@ -1,0 +1,179 @@
+"""The spherical UFM: classifier rows and features on spheres, logits divided by a temperature
+(THEORY.md §6; Yaras et al., NeurIPS 2022)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ufm import theory
+from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float
+from ufm.losses import CrossEntropy, Focal, LabelSmoothing
+from ufm.manifolds import Euclidean, Oblique, Product
+from ufm.problems._base import counts_tuple, normalise_counts, problem_dataclass, to_float
+
+_SUPPORTED_LOSSES = (CrossEntropy, LabelSmoothing, Focal)
+
+
+class SphericalParams(NamedTuple):
+    """Parameters of the spherical UFM: W [K, d] (rows of norm r_W), H [N, d] (rows of norm r_H),
+    b [K] (Euclidean, unregularised) or None."""
+
+    W: Array
+    H: Array
+    b: Optional[Array]
+
+
+@problem_dataclass(meta=("num_classes", "num_per_class", "dim", "bias"))
+class SphericalUFM:
+    """Spherical UFM: F = mean_i ℓ(W h_i / T + b, y_i) s.t. ‖w_k‖ = r_W, ‖h_i‖ = r_H.
+
+    No weight decay. The parameters live on ``manifold`` = Oblique(r_W) × Oblique(r_H)
+    (× Euclidean for the bias), so solve it with a Riemannian solver (GradientDescent, Adam,
+    :class:`ufm.solvers.RiemannianGradientDescent`, :class:`ufm.solvers.TrustRegion`); L-BFGS is
+    Euclidean and refuses it. The problem depends on (r_W, r_H, T) only through the inverse
+    temperature s = r_W r_H / T.
+
+    Convention:
+        Yaras et al. (2022) write CE(Wᵀh/τ) with unit columns of W ∈ ℝ^{d×K}: here W is [K, d]
+        (rows), features are sample-major H [N, d], the radii are r_W, r_H and T = τ. Their
+        repository's ``tau`` *multiplies* the logits: code-tau = 1/T.
+
+    Args:
+        num_classes: K ≥ 2.
+        num_per_class: n ≥ 1, or K per-class counts (no closed form when imbalanced).
+        dim: feature dimension d ≥ 2.
+        loss: CrossEntropy(), LabelSmoothing(alpha) or Focal(gamma) (closed form for CE only).
+        radius_W, radius_H: row norms r_W, r_H > 0 (array leaves).
+        temperature: T > 0; logits are H Wᵀ / T (+ b).
+        bias: add an unregularised Euclidean bias b [K].
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.SphericalUFM(3, 2, 4, temperature=0.5)
+        >>> x = p.init(jax.random.key(0))
+        >>> [round(float(v), 12) for v in jax.numpy.linalg.norm(x.W, axis=1)]
+        [1.0, 1.0, 1.0]
+    """
+
+    num_classes: int
+    num_per_class: int | tuple
+    dim: int
+    loss: object = CrossEntropy()
+    radius_W: ArrayLike = 1.0
+    radius_H: ArrayLike = 1.0
+    temperature: ArrayLike = 1.0
+    bias: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_per_class", normalise_counts(self.num_classes, self.num_per_class))
+        check_int("dim", self.dim, low=2)
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        if not isinstance(self.loss, _SUPPORTED_LOSSES):
+            raise ValueError(f"loss must be one of CrossEntropy(), LabelSmoothing(alpha), Focal(gamma) "
+                             f"from ufm.losses, got {self.loss!r}")
+        for name in ("radius_W", "radius_H", "temperature"):
+            check_scalar(name, getattr(self, name), low=0.0, low_open=True, high=None, allowed="> 0")
+
+    # ---- sizes and data -------------------------------------------------------------------
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Per-class sample counts n_k."""
+        return counts_tuple(self.num_classes, self.num_per_class)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def balanced(self) -> bool:
+        return isinstance(self.num_per_class, int)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer labels, class-major: ``repeat(arange(K), n_k)``."""
+        return np.repeat(np.arange(self.num_classes), self.counts)
+
+    @property
+    def targets(self) -> Array:
+        """One-hot targets [N, K]."""
+        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
+
+    @property
+    def inverse_temperature(self):
+        """s = r_W r_H / T, the only combination the problem depends on."""
+        return self.radius_W * self.radius_H / self.temperature
+
+    @property
+    def manifold(self) -> Product:
+        """Oblique(r_W) for W, Oblique(r_H) for H, Euclidean (or None) for b."""
+        return Product(SphericalParams(Oblique(self.radius_W), Oblique(self.radius_H),
+                                       Euclidean() if self.bias else None))
+
+    @property
+    def reference_geometry(self) -> str:
+        """Frame of the NC metrics (THEORY.md §11): the simplex ETF."""
+        return "etf"
+
+    def step_scale(self, params: SphericalParams) -> SphericalParams:
+        """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss
+        (THEORY.md §6: a constant rescaling of the metric)."""
+        return SphericalParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
+
+    # ---- parameters ------------------------------------------------------------------------
+    def init(self, key: Array, scale: float = 1.0) -> SphericalParams:
+        """Uniformly random rows on the spheres (b starts at 0).
+
+        ``scale`` is accepted for interface compatibility with the other problems and ignored:
+        the radii fix the size of every row.
+        """
+        del scale
+        kw, kh = jax.random.split(key)
+        dtype = default_float()
+        W = jax.random.normal(kw, (self.num_classes, self.dim), dtype)
+        H = jax.random.normal(kh, (self.num_samples, self.dim), dtype)
+        b = jnp.zeros(self.num_classes, dtype) if self.bias else None
+        return self.manifold.projection_to_manifold(SphericalParams(W, H, b))
+
+    def params(self, W, H, b=None) -> SphericalParams:
+        """Wrap arrays (e.g. ``prediction.construct()``) as parameters; they are not projected."""
+        dtype = default_float()
+        bb = None
+        if self.bias:
+            bb = jnp.zeros(self.num_classes, dtype) if b is None else jnp.asarray(b, dtype)
+        return SphericalParams(jnp.asarray(W, dtype), jnp.asarray(H, dtype), bb)
+
+    # ---- objective ---------------------------------------------------------------------------
+    def outputs(self, params: SphericalParams) -> Array:
+        """Logits H Wᵀ / T + b, shape [N, K]."""
+        z = jnp.matmul(params.H, params.W.T, precision="highest") / self.temperature
+        return z if params.b is None else z + params.b[None, :]
+
+    def value(self, params: SphericalParams) -> Array:
+        """The objective: the mean loss of the logits (no regulariser)."""
+        return jnp.mean(self.loss(self.outputs(params), self.targets))
+
+    def config(self) -> dict:
+        """All parameters, JSON-friendly."""
+        loss = {"name": self.loss.name, **{k: to_float(v) for k, v in vars(self.loss).items()}}
+        return dict(model="spherical", num_classes=self.num_classes,
+                    num_per_class=self.num_per_class, dim=self.dim, loss=loss,
+                    radius_W=to_float(self.radius_W), radius_H=to_float(self.radius_H),
+                    temperature=to_float(self.temperature), bias=self.bias)
+
+
+@theory.predict.register(SphericalUFM)
+def _predict_spherical(problem: SphericalUFM) -> theory.Prediction:
+    if problem.loss.name != "ce":
+        raise theory.NoClosedForm(
+            f"spherical UFM with loss {problem.loss.name!r}: THEORY.md §6 covers cross-entropy only")
+    if not problem.balanced:
+        raise theory.NoClosedForm("spherical UFM with imbalanced classes: no closed form in THEORY.md §6")
+    return theory.spherical.predict_spherical(
+        num_classes=problem.num_classes, num_per_class=problem.num_per_class, dim=problem.dim,
+        radius_W=float(problem.radius_W), radius_H=float(problem.radius_H),
+        temperature=float(problem.temperature), bias=problem.bias)
