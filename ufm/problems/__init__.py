@@ -2,6 +2,7 @@
 ``value(params)``, ``manifold``, ``init(key)`` and ``config()``."""
 
 from ufm.problems.ufm import UFM, UFMParams
+from ufm.problems.regression import RegressionParams, RegressionUFM, synthetic_targets
 from ufm.problems.spherical import SphericalParams, SphericalUFM
 
 __all__ = ["UFM", "UFMParams"]
