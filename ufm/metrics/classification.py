@@ -15,12 +15,19 @@ Examples:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ufm._types import Array, ArrayLike
 
 _GEOMETRIES = ("etf", "of")
+
+
+def _xp(*arrays):
+    """NumPy for NumPy inputs (no dispatch or compilation cost), jax.numpy as soon as one input
+    is a JAX array or tracer (so the metrics work under jit and grad)."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 def _check_geometry(geometry: str) -> None:
@@ -30,48 +37,56 @@ def _check_geometry(geometry: str) -> None:
 
 def class_means(H: ArrayLike, labels: ArrayLike, num_classes: int) -> Array:
     """Uncentred class means M_raw [K, d]."""
-    Y = jnp.asarray(np.eye(num_classes)[np.asarray(labels)], dtype=jnp.asarray(H).dtype)
-    return (Y.T @ jnp.asarray(H)) / jnp.sum(Y, axis=0)[:, None]
+    xp = _xp(H)
+    H = xp.asarray(H)
+    Y = xp.asarray(np.eye(num_classes)[np.asarray(labels)], dtype=H.dtype)
+    return (Y.T @ H) / xp.sum(Y, axis=0)[:, None]
 
 
 def _scatter(H, labels, num_classes):
-    H = jnp.asarray(H)
+    xp = _xp(H)
+    H = xp.asarray(H)
     M_raw = class_means(H, labels, num_classes)
     dev = H - M_raw[np.asarray(labels)]
     Sw = dev.T @ dev / H.shape[0]
-    M = M_raw - jnp.mean(M_raw, axis=0, keepdims=True)
+    M = M_raw - xp.mean(M_raw, axis=0, keepdims=True)
     Sb = M.T @ M / num_classes
     return Sw, Sb
 
 
 def nc1(H: ArrayLike, labels: ArrayLike, num_classes: int, rtol: float = 1e-10) -> Array:
     """NC1 = trace(Sw Sb⁺)/K (Papyan 2020, Zhu 2021), Sw with 1/N, Sb of the centred means."""
+    xp = _xp(H)
     Sw, Sb = _scatter(H, labels, num_classes)
-    return jnp.trace(Sw @ jnp.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / num_classes
+    return xp.trace(Sw @ xp.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / num_classes
 
 
 def nc1_trace(H: ArrayLike, labels: ArrayLike, num_classes: int) -> Array:
     """NC1 variant trace(Sw)/trace(Sb) (used for deep UFMs and Deep RFM)."""
+    xp = _xp(H)
     Sw, Sb = _scatter(H, labels, num_classes)
-    return jnp.trace(Sw) / jnp.trace(Sb)
+    return xp.trace(Sw) / xp.trace(Sb)
 
 
 def _unit(G):
-    G = jnp.asarray(G)
-    return G / jnp.linalg.norm(G)
+    xp = _xp(G)
+    G = xp.asarray(G)
+    return G / xp.linalg.norm(G)
 
 
 def etf_distance(G: ArrayLike) -> Array:
     """‖G/‖G‖ − C_K/√(K−1)‖_F: distance of a K×K Gram from the simplex ETF Gram."""
-    K = jnp.asarray(G).shape[0]
-    E = (jnp.eye(K) - jnp.ones((K, K)) / K) / jnp.sqrt(K - 1.0)
-    return jnp.linalg.norm(_unit(G) - E)
+    xp = _xp(G)
+    K = xp.asarray(G).shape[0]
+    E = (np.eye(K) - np.ones((K, K)) / K) / np.sqrt(K - 1.0)
+    return xp.linalg.norm(_unit(G) - E)
 
 
 def of_distance(G: ArrayLike) -> Array:
     """‖G/‖G‖ − I_K/√K‖_F: distance of a K×K Gram from the orthogonal-frame Gram."""
-    K = jnp.asarray(G).shape[0]
-    return jnp.linalg.norm(_unit(G) - jnp.eye(K) / jnp.sqrt(float(K)))
+    xp = _xp(G)
+    K = xp.asarray(G).shape[0]
+    return xp.linalg.norm(_unit(G) - np.eye(K) / np.sqrt(float(K)))
 
 
 def frame_distance(G: ArrayLike, geometry: str) -> Array:
@@ -82,36 +97,39 @@ def frame_distance(G: ArrayLike, geometry: str) -> Array:
 
 def equinorm(V: ArrayLike) -> Array:
     """std_k ‖v_k‖ / mean_k ‖v_k‖ (population std) over the rows of V."""
-    norms = jnp.linalg.norm(jnp.asarray(V), axis=1)
-    return jnp.std(norms) / jnp.mean(norms)
+    xp = _xp(V)
+    norms = xp.linalg.norm(xp.asarray(V), axis=1)
+    return xp.std(norms) / xp.mean(norms)
 
 
 def equiangle(V: ArrayLike, geometry: str) -> Array:
     """mean_{k≠l} |cos(v_k, v_l) + 1/(K−1)| (ETF) or mean_{k≠l} |cos(v_k, v_l)| (OF)."""
     _check_geometry(geometry)
-    V = jnp.asarray(V)
+    xp = _xp(V)
+    V = xp.asarray(V)
     K = V.shape[0]
-    U = V / jnp.linalg.norm(V, axis=1, keepdims=True)
+    U = V / xp.linalg.norm(V, axis=1, keepdims=True)
     cos = U @ U.T
     target = -1.0 / (K - 1) if geometry == "etf" else 0.0
     off = ~np.eye(K, dtype=bool)
-    return jnp.mean(jnp.abs(cos[off] - target))
+    return xp.mean(xp.abs(cos[off] - target))
 
 
 def frame_pair(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str):
     """(W', M') compared by NC2/NC3: (W_c, centred means) for ETF, (W, M_raw) for OF."""
     _check_geometry(geometry)
-    W = jnp.asarray(W)
+    xp = _xp(W, H)
+    W, H = xp.asarray(W), xp.asarray(H)
     M_raw = class_means(H, labels, W.shape[0])
     if geometry == "of":
         return W, M_raw
-    return W - jnp.mean(W, axis=0, keepdims=True), M_raw - jnp.mean(M_raw, axis=0, keepdims=True)
+    return W - xp.mean(W, axis=0, keepdims=True), M_raw - xp.mean(M_raw, axis=0, keepdims=True)
 
 
 def nc3_duality(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str) -> Array:
     """NC3 (a), Papyan self-duality ‖W'/‖W'‖ − M'/‖M'‖‖_F (unsquared)."""
     Wp, Mp = frame_pair(W, H, labels, geometry)
-    return jnp.linalg.norm(_unit(Wp) - _unit(Mp))
+    return _xp(Wp).linalg.norm(_unit(Wp) - _unit(Mp))
 
 
 def nc3_zhu(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str) -> Array:
@@ -122,16 +140,18 @@ def nc3_zhu(W: ArrayLike, H: ArrayLike, labels: ArrayLike, geometry: str) -> Arr
 
 def nc4(H: ArrayLike, W: ArrayLike, b: ArrayLike | None, labels: ArrayLike) -> Array:
     """Fraction of samples where the classifier's argmax differs from the nearest class mean."""
-    H, W = jnp.asarray(H), jnp.asarray(W)
-    logits = H @ W.T + (0.0 if b is None else jnp.asarray(b)[None, :])
+    xp = _xp(H, W, b)
+    H, W = xp.asarray(H), xp.asarray(W)
+    logits = H @ W.T + (0.0 if b is None else xp.asarray(b)[None, :])
     M_raw = class_means(H, labels, W.shape[0])
-    dist = jnp.sum((H[:, None, :] - M_raw[None, :, :]) ** 2, axis=-1)
-    return jnp.mean(jnp.argmax(logits, axis=1) != jnp.argmin(dist, axis=1))
+    dist = xp.sum((H[:, None, :] - M_raw[None, :, :]) ** 2, axis=-1)
+    return xp.mean(xp.argmax(logits, axis=1) != xp.argmin(dist, axis=1))
 
 
 def bias_relation(W: ArrayLike, H: ArrayLike, b: ArrayLike | None, labels: ArrayLike) -> Array:
     """‖W μ_G + b‖ with μ_G the mean of the class means: the output of the global mean."""
-    W = jnp.asarray(W)
-    mu_G = jnp.mean(class_means(H, labels, W.shape[0]), axis=0)
+    xp = _xp(W, H, b)
+    W = xp.asarray(W)
+    mu_G = xp.mean(class_means(H, labels, W.shape[0]), axis=0)
     out = W @ mu_G
-    return jnp.linalg.norm(out if b is None else out + jnp.asarray(b))
+    return xp.linalg.norm(out if b is None else out + xp.asarray(b))
