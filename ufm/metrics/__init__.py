@@ -67,4 +67,5 @@ def _measure_ufm(problem: UFM, params) -> dict:
 __all__ = ["measure", "nc1", "nc1_trace", "etf_distance", "of_distance", "frame_distance",
            "equinorm", "equiangle", "nc3_duality", "nc3_zhu", "nc4", "bias_relation", "class_means"]
 from ufm.metrics import spherical  # noqa: E402,F401  (registers measure for SphericalUFM)
+from ufm.metrics import multilabel  # noqa: E402,F401  (registers measure for MultiLabelUFM)
 from ufm.metrics import regression  # noqa: E402,F401  (registers measure for RegressionUFM)

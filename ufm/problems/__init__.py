@@ -4,5 +4,6 @@
 from ufm.problems.ufm import UFM, UFMParams
 from ufm.problems.regression import RegressionParams, RegressionUFM, synthetic_targets
 from ufm.problems.spherical import SphericalParams, SphericalUFM
+from ufm.problems.multilabel import MultiLabelUFM
 
 __all__ = ["UFM", "UFMParams"]

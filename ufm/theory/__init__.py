@@ -12,6 +12,7 @@ import functools
 from ufm.theory import frames, plain, scalar
 from ufm.theory import regression
 from ufm.theory import spherical
+from ufm.theory import multilabel
 from ufm.theory._prediction import NoClosedForm, Prediction
 from ufm.theory.frames import factor_from_gram, orthogonal_frame, simplex_etf
 

@@ -1,0 +1,243 @@
+"""The multi-label UFM under the pick-all-label loss (THEORY.md §7)."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ufm import theory
+from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
+from ufm.losses import PickAllLabel, PickAllLabelNormalised
+from ufm.manifolds import Euclidean
+from ufm.problems._base import problem_dataclass, to_float
+from ufm.problems.ufm import UFMParams
+from ufm.theory.multilabel import balanced_counts, canonical_label_sets
+
+_SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
+
+
+def _is_index(k) -> bool:
+    return isinstance(k, (numbers.Integral, np.integer)) and not isinstance(k, (bool, np.bool_))
+
+
+def _label_sets_from_multi_hot(Y, K: int) -> tuple[tuple[int, ...], ...]:
+    Y = np.asarray(Y)
+    if Y.ndim != 2 or Y.shape[0] < 1 or Y.shape[1] != K:
+        raise ValueError(f"label_sets given as a multi-hot matrix must have shape [N, num_classes="
+                         f"{K}] with N >= 1, got shape {Y.shape}")
+    if Y.dtype.kind not in "biuf" or not np.all((Y == 0) | (Y == 1)):
+        raise ValueError("label_sets given as a multi-hot matrix must have entries in {0, 1}")
+    empty = np.flatnonzero(Y.sum(axis=1) == 0)
+    if empty.size:
+        raise ValueError(f"label_sets row {int(empty[0])} is empty: every sample needs at least "
+                         "one label")
+    return tuple(tuple(int(k) for k in np.flatnonzero(row)) for row in Y)
+
+
+def normalise_label_sets(label_sets, num_classes: int) -> tuple[tuple[int, ...], ...]:
+    """Validate label sets and return them as a tuple of sorted tuples (hashable, static).
+
+    Args:
+        label_sets: a sequence of label sets (each a list, tuple or set of class indices), or a
+            multi-hot array [N, K] (NumPy or JAX) of zeros and ones.
+        num_classes: K.
+
+    Raises:
+        ValueError: naming the offending sample for an empty set, an index outside [0, K), a
+            non-integer index or a repeated index.
+
+    Examples:
+        >>> normalise_label_sets([[1, 0], {2}], 3)
+        ((0, 1), (2,))
+    """
+    K = num_classes
+    if isinstance(label_sets, (np.ndarray, jax.Array)):
+        return _label_sets_from_multi_hot(label_sets, K)
+    if isinstance(label_sets, (str, bytes)) or not isinstance(label_sets, Sequence) or not label_sets:
+        raise ValueError(f"label_sets must be a non-empty sequence of label sets or a multi-hot "
+                         f"[N, {K}] array, got {label_sets!r}")
+    out = []
+    for i, S in enumerate(label_sets):
+        if isinstance(S, (np.ndarray, jax.Array)):
+            S = np.asarray(S).tolist()
+        if isinstance(S, (str, bytes)) or not isinstance(S, (Sequence, set, frozenset)):
+            raise ValueError(f"label_sets[{i}] must be a collection of class indices, got {S!r}")
+        S = list(S)
+        if not S:
+            raise ValueError(f"label_sets[{i}] is empty: every sample needs at least one label")
+        for k in S:
+            if not _is_index(k) or not 0 <= k < K:
+                raise ValueError(f"label_sets[{i}] = {S!r} has label {k!r}; labels must be integers "
+                                 f"in [0, {K - 1}] (num_classes={K})")
+        if len(set(S)) != len(S):
+            raise ValueError(f"label_sets[{i}] = {S!r} repeats a label; a label set has distinct labels")
+        out.append(tuple(sorted(int(k) for k in S)))
+    return tuple(out)
+
+
+@problem_dataclass(meta=("num_classes", "label_sets", "dim", "bias"))
+class MultiLabelUFM:
+    """Multi-label UFM: F = mean_i ℓ(W h_i + b, S_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖² + (λ_b/2)‖b‖².
+
+    ℓ is the pick-all-label loss |S| logsumexp(z) − Σ_{k∈S} z_k (THEORY.md §7) or its normalised
+    variant (divided by |S|). Sample i has the label set ``label_sets[i]``; the H penalty is a sum
+    over samples (Zhu et al. 2021 normalisation, identical to Li et al. 2024).
+
+    Args:
+        num_classes: K ≥ 2.
+        label_sets: one label set per sample, a sequence of collections of class indices in
+            [0, K), or a multi-hot array [N, K]. Stored as a tuple of sorted tuples (a static
+            field, so it must be hashable).
+        dim: feature dimension d ≥ 1.
+        lambda_W, lambda_H: weight decays ≥ 0 (array leaves).
+        lambda_b: bias decay ≥ 0; must be 0 when ``bias`` is False.
+        bias: whether the model has a bias b.
+        loss: :class:`ufm.losses.PickAllLabel` (default) or
+            :class:`ufm.losses.PickAllLabelNormalised`.
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.MultiLabelUFM(3, [[0], [1], [2], [0, 1]], 3, 1e-2, 1e-2)
+        >>> p.num_samples, p.targets.shape, p.counts_by_size is None
+        (4, (4, 3), True)
+        >>> ufm.MultiLabelUFM.balanced(3, {1: 2, 2: 1}, 3, 1e-2, 1e-2).counts_by_size
+        {1: 2, 2: 1}
+    """
+
+    num_classes: int
+    label_sets: tuple
+    dim: int
+    lambda_W: ArrayLike
+    lambda_H: ArrayLike
+    lambda_b: ArrayLike = 0.0
+    bias: bool = True
+    loss: object = PickAllLabel()
+
+    def __post_init__(self):
+        K = check_int("num_classes", self.num_classes, low=2)
+        object.__setattr__(self, "label_sets", normalise_label_sets(self.label_sets, K))
+        check_int("dim", self.dim, low=1)
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        if not isinstance(self.loss, _SUPPORTED_LOSSES):
+            raise ValueError(f"loss must be PickAllLabel() or PickAllLabelNormalised() from "
+                             f"ufm.losses, got {self.loss!r}")
+        for name in ("lambda_W", "lambda_H", "lambda_b"):
+            check_scalar(name, getattr(self, name), low=0.0, high=None, allowed=">= 0")
+        if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):
+            raise ValueError(f"lambda_b must be 0 when bias=False, got {self.lambda_b!r}")
+
+    @classmethod
+    def balanced(cls, num_classes: int, counts_by_size: Mapping[int, int], dim: int,
+                 lambda_W: ArrayLike, lambda_H: ArrayLike, lambda_b: ArrayLike = 0.0,
+                 bias: bool = True, loss=PickAllLabel()) -> "MultiLabelUFM":
+        """Data balanced within each multiplicity: every label set of size m occurs n_m times.
+
+        Samples are set-major (sizes ascending, sets in ``itertools.combinations`` order, each
+        repeated n_m times in a row); see :func:`ufm.theory.multilabel.canonical_label_sets`.
+
+        Args:
+            counts_by_size: {m: n_m} with 1 ≤ m ≤ K and n_m ≥ 1, e.g. {1: 2, 2: 1}.
+        """
+        K = check_int("num_classes", num_classes, low=2)
+        return cls(K, canonical_label_sets(K, counts_by_size), dim, lambda_W, lambda_H,
+                   lambda_b=lambda_b, bias=bias, loss=loss)
+
+    # ---- sizes and data -------------------------------------------------------------------
+    @property
+    def num_samples(self) -> int:
+        return len(self.label_sets)
+
+    @property
+    def set_sizes(self) -> np.ndarray:
+        """|S_i| per sample."""
+        return np.array([len(S) for S in self.label_sets])
+
+    @property
+    def counts_by_size(self) -> dict[int, int] | None:
+        """{m: n_m} when the data are balanced within each multiplicity, else None."""
+        return balanced_counts(self.num_classes, self.label_sets)
+
+    @property
+    def multi_hot(self) -> np.ndarray:
+        """Multi-hot targets as a NumPy array [N, K]."""
+        Y = np.zeros((self.num_samples, self.num_classes))
+        for i, S in enumerate(self.label_sets):
+            Y[i, list(S)] = 1.0
+        return Y
+
+    @property
+    def targets(self) -> Array:
+        """Multi-hot targets [N, K]."""
+        return jnp.asarray(self.multi_hot, dtype=default_float())
+
+    @property
+    def manifold(self) -> Euclidean:
+        return Euclidean()
+
+    @property
+    def reference_geometry(self) -> str:
+        """Frame of the NC metrics (THEORY.md §11): the simplex ETF."""
+        return "etf"
+
+    def step_scale(self, params: UFMParams) -> UFMParams:
+        """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss."""
+        return UFMParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
+
+    # ---- parameters ------------------------------------------------------------------------
+    def init(self, key: Array, scale: float = 0.1) -> UFMParams:
+        """Gaussian initialisation with standard deviation ``scale`` (b starts at 0)."""
+        kw, kh = jax.random.split(key)
+        dtype = default_float()
+        W = scale * jax.random.normal(kw, (self.num_classes, self.dim), dtype)
+        H = scale * jax.random.normal(kh, (self.num_samples, self.dim), dtype)
+        return UFMParams(W, H, jnp.zeros(self.num_classes, dtype) if self.bias else None)
+
+    def params(self, W, H, b=None) -> UFMParams:
+        """Wrap arrays (e.g. ``prediction.construct()``) as parameters of this problem."""
+        dtype = default_float()
+        return UFMParams(jnp.asarray(W, dtype), jnp.asarray(H, dtype),
+                         jnp.asarray(b, dtype) if self.bias else None)
+
+    # ---- objective ---------------------------------------------------------------------------
+    def outputs(self, params: UFMParams) -> Array:
+        """Logits H Wᵀ + b, shape [N, K]."""
+        z = jnp.matmul(params.H, params.W.T, precision="highest")
+        return z if params.b is None else z + params.b[None, :]
+
+    def value(self, params: UFMParams) -> Array:
+        """The objective F(W, H, b) in the library normalisation."""
+        fit = jnp.mean(self.loss(self.outputs(params), self.targets))
+        reg = self.lambda_W * jnp.sum(params.W ** 2) + self.lambda_H * jnp.sum(params.H ** 2)
+        if params.b is not None:
+            reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
+        return fit + 0.5 * reg
+
+    def config(self) -> dict:
+        """All parameters, JSON-friendly (``counts_by_size`` too when the data are balanced)."""
+        counts = self.counts_by_size
+        out = dict(model="multilabel_ufm", num_classes=self.num_classes,
+                   label_sets=[list(S) for S in self.label_sets], dim=self.dim,
+                   loss={"name": self.loss.name}, lambda_W=to_float(self.lambda_W),
+                   lambda_H=to_float(self.lambda_H), lambda_b=to_float(self.lambda_b), bias=self.bias)
+        if counts is not None:
+            out["counts_by_size"] = {str(m): n for m, n in counts.items()}
+        return out
+
+
+@theory.predict.register(MultiLabelUFM)
+def _predict_multilabel(problem: MultiLabelUFM) -> theory.Prediction:
+    if isinstance(problem.loss, PickAllLabelNormalised):
+        raise theory.NoClosedForm("the normalised pick-all-label loss (PAL-N, divided by |S|) is "
+                                  "not covered by THEORY.md §7")
+    counts = problem.counts_by_size
+    if counts is None:
+        raise theory.NoClosedForm("the label sets are not balanced within each multiplicity (every "
+                                  "set of size m occurring n_m times): no closed form in THEORY.md §7")
+    return theory.multilabel.pal_ufm(
+        problem.num_classes, counts, problem.dim, float(problem.lambda_W), float(problem.lambda_H),
+        float(problem.lambda_b), problem.bias, label_sets=problem.label_sets)
