@@ -69,3 +69,4 @@ __all__ = ["measure", "nc1", "nc1_trace", "etf_distance", "of_distance", "frame_
 from ufm.metrics import spherical  # noqa: E402,F401  (registers measure for SphericalUFM)
 from ufm.metrics import multilabel  # noqa: E402,F401  (registers measure for MultiLabelUFM)
 from ufm.metrics import regression  # noqa: E402,F401  (registers measure for RegressionUFM)
+from ufm.metrics import deep  # noqa: E402,F401  (registers measure for DeepUFM)

@@ -3,6 +3,7 @@
 
 from ufm.problems.ufm import UFM, UFMParams
 from ufm.problems.regression import RegressionParams, RegressionUFM, synthetic_targets
+from ufm.problems.deep import DeepParams, DeepUFM
 from ufm.problems.spherical import SphericalParams, SphericalUFM
 from ufm.problems.multilabel import MultiLabelUFM
 

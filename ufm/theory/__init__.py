@@ -11,6 +11,7 @@ import functools
 
 from ufm.theory import frames, plain, scalar
 from ufm.theory import regression
+from ufm.theory import deep
 from ufm.theory import spherical
 from ufm.theory import multilabel
 from ufm.theory._prediction import NoClosedForm, Prediction

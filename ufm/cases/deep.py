@@ -1,0 +1,138 @@
+"""Verification rows for deep UFMs (THEORY.md §4, §5): deep linear, extended ReLU and ReLU DUFM.
+
+With all decays equal to λ, κ = K n^{1/(L+1)} λ; the rows pick κ on either side of the two-layer
+threshold κ* = 2^{−4/3} ≈ 0.397 (κ_max ≈ 0.472). The landscapes have spurious minima (the origin
+is a strict local minimum for L ≥ 2, partial-rank minima, THEORY.md §10.2, §10.4), so every row
+solves from many starts (seeds × init scales 0.05-2, the small scale reaching the origin) with one
+compilation per shape, and compares the best run. Structure tolerances: 1e-5 for linear models,
+1e-4 for ReLU models.
+"""
+
+from __future__ import annotations
+
+from ufm.cases._registry import Case
+
+_SCALES = (0.05, 0.5, 1.0, 2.0)
+
+
+def _lam(kappa, K, n, L):
+    """The common decay λ giving κ = K (n λ^{L+1})^{1/(L+1)} = K n^{1/(L+1)} λ."""
+    return kappa / (K * n ** (1.0 / (L + 1)))
+
+
+def multi_solve(problem, *, seeds: int = 6, scales=_SCALES, polish: int = 2, gtol: float = 1e-12,
+                max_steps: int = 5000):
+    """Best of seeds × scales L-BFGS runs, each polished by restarting from its own output.
+
+    A Python loop over one compiled solve (cheaper to compile than the vmapped
+    :func:`ufm.sweep.multi_start` for these small rows; the runs are milliseconds each).
+    """
+    import jax
+
+    from ufm.solvers import LBFGS, Status, solve
+
+    best = None
+    for scale in scales:
+        for seed in range(seeds):
+            sol = solve(problem, LBFGS(), problem.init(jax.random.key(seed), scale), gtol=gtol,
+                        max_steps=max_steps)
+            for _ in range(polish):
+                if int(sol.status) == Status.CONVERGED:
+                    break
+                sol = solve(problem, LBFGS(), sol.params, gtol=gtol, max_steps=max_steps)
+            if best is None or float(sol.value) < float(best.value):
+                best = sol
+    return best
+
+
+def _tolerances(prediction, tol):
+    """Every predicted deep quantity at ``tol`` (relative for values, Grams and norms, absolute for
+    the DNC metrics); the objective keeps the shared 1e-9 relative tolerance."""
+    out = {}
+    for name in prediction.quantities:
+        if name.startswith(("dnc", "equinorm", "nc3", "balancedness")):
+            out[name] = (tol, "abs")
+        elif name != "value":
+            out[name] = (tol, "rel")
+    out["grad_norm"] = (1e-9, "abs")
+    return out
+
+
+def _check(tol):
+    def check(problem, solution):
+        from ufm.compare import compare
+        from ufm.theory import predict
+
+        prediction = predict(problem)
+        return compare(problem, solution, prediction, tolerances=_tolerances(prediction, tol))
+
+    return check
+
+
+def _not_optimal_check(problem, solution):
+    """The best run lies > 1% below the DNC value: collapse is not optimal (THEORY.md §4.2)."""
+    from ufm.compare import Report, Row
+    from ufm.theory import deep
+
+    dnc = deep.collapsed_configuration(
+        counts=problem.counts, widths=problem.widths, activation=problem.activation, loss="mse",
+        lambda_H=float(problem.lambda_H), lambdas=[float(x) for x in problem.lambdas])
+    found = float(solution.value)
+    gap = (dnc.value - found) / dnc.value
+    row = Row("value_below_dnc", dnc.value, found, gap, 0.01, bool(gap > 0.01), kind="at_least")
+    return Report((row,), regime=dnc.regime,
+                  notes=(f"best multi-start value {found:.8g} is {100 * gap:.2f}% below the DNC value "
+                         f"{dnc.value:.8g}",))
+
+
+def _case(name, K, n, widths, activation, kappa, tier="default", loss="mse", bias=False,
+          description="", seeds=6, expect_no_closed_form=False, check=None, solve=None, lam=None):
+    from ufm import losses
+    from ufm.problems.deep import DeepUFM
+
+    L = len(widths)
+    n0 = n if isinstance(n, int) else None
+    lam = lam if lam is not None else _lam(kappa, K, n0, L)
+    relu = activation == "relu" and L >= 2
+    loss_obj = {"mse": losses.MSE, "ce": losses.CrossEntropy}[loss]
+    return Case(
+        name=name, model="deep_ufm", loss=loss, tier=tier, description=description,
+        expect_no_closed_form=expect_no_closed_form,
+        build=lambda: DeepUFM(K, n, tuple(widths), activation=activation, loss=loss_obj(),
+                              lambda_H=lam, lambdas=(lam,) * L, bias=bias),
+        solve=solve or (lambda p: multi_solve(p, seeds=seeds)),
+        check=check if check is not None else (None if expect_no_closed_form else _check(1e-4 if relu else 1e-5)))
+
+
+CASES = [
+    # Two-layer threshold κ* = 2^{-4/3}, both sides, linear and ReLU (extended UFM).
+    _case("deep-linear-L2-K3-below", 3, 2, (4, 4), "identity", 0.30, tier="quick",
+          description="κ = 0.30 < κ*: OF at every layer, σ* from the quartic"),
+    _case("deep-linear-L2-K3-above", 3, 2, (4, 4), "identity", 0.43,
+          description="κ* < κ = 0.43 < κ_max: collapsed local minima exist, the global one is 0"),
+    _case("extended-relu-L2-K3-below", 3, 2, (4, 4), "relu", 0.30, seeds=8,
+          description="extended UFM: deep-linear value, H_2 a nonnegative OF"),
+    _case("extended-relu-L2-K3-above", 3, 2, (4, 4), "relu", 0.43,
+          description="extended UFM past κ*: W = H = 0"),
+    _case("deep-linear-L3-K3", 3, 2, (4, 4, 4), "identity", 0.20, tier="full",
+          description="L = 3, κ = 0.20 < κ* = 0.272"),
+    _case("relu-dufm-K2-L3", 2, 2, (3, 3, 3), "relu", 0.20, seeds=8,
+          description="K = 2 ReLU DUFM = deep-linear value (Súkeník et al. 2023)"),
+    _case("deep-linear-L2-imbalanced-minority-zero", 3, (4, 2, 1), (4, 4), "identity", None,
+          lam=0.065, description="n_k = (4, 2, 1), λ = 0.065: the minority class collapses to 0"),
+    _case("relu-dufm-K3-L4-open", 3, 1, (3, 3, 3, 3), "relu", None, lam=4e-3,
+          expect_no_closed_form=True,
+          description="K ≥ 3, L ≥ 3 ReLU: collapse is not optimal; predict must refuse"),
+    # Larger or slower rows.
+    _case("deep-linear-L4-K3", 3, 2, (4, 4, 4, 4), "identity", 0.10, tier="full", seeds=8,
+          description="L = 4, κ = 0.10 < κ* = 0.210"),
+    _case("deep-linear-L2-K4-free-bias", 4, 3, (3, 3), "identity", 0.25, tier="full", bias=True,
+          description="free bias: ETF, b = 1/K, F* = ((K-1)/K) ψ(σ*)"),
+    _case("deep-ce-L2-K4", 4, 3, (4, 4), "identity", None, lam=5e-3, loss="ce", tier="full",
+          description="deep CE DNC candidate at L = 2 (best value found, THEORY.md §5)"),
+    _case("extended-relu-L2-K4-below", 4, 2, (5, 5), "relu", 0.25, tier="full", seeds=12),
+    _case("relu-dufm-K2-L4", 2, 2, (3, 3, 3, 3), "relu", 0.12, tier="full", seeds=12),
+    _case("relu-dufm-K3-L4-not-optimal", 3, 1, (3, 3, 3, 3), "relu", None, lam=4e-3, tier="full",
+          check=_not_optimal_check, solve=lambda p: multi_solve(p, seeds=16, scales=(0.5, 1.0, 2.0)),
+          description="the best run is > 1% below the DNC value: collapse is not optimal"),
+]
