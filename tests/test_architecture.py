@@ -15,7 +15,7 @@ ROWS = {
     "metrics": 4, "landscape": 4,
     "sweep": 5, "compare": 5,
     "io": 6, "plots": 6, "cases": 6,
-    "cli": 7,
+    "cli": 7, "__main__": 8,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,6 +24,13 @@ def measure(problem, params) -> dict:
     raise NotImplementedError(f"no measurement is registered for {type(problem).__name__}")
 
 
+@jax.jit
+def objective(problem, params):
+    """``problem.value(params)`` compiled once per problem structure (eager evaluation would
+    dispatch and compile every primitive separately)."""
+    return problem.value(params)
+
+
 def _spectrum(G):
     G = np.asarray(G)
     return np.sort(np.linalg.eigvalsh((G + G.T) / 2))[::-1]
@@ -30,6 +38,12 @@ def _spectrum(G):
 
 @measure.register(UFM)
 def _measure_ufm(problem: UFM, params) -> dict:
+    # At W = H = 0 the frame metrics are undefined: they come out NaN (not compared there).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _measure_ufm_arrays(problem, params)
+
+
+def _measure_ufm_arrays(problem: UFM, params) -> dict:
     W, H = np.asarray(params.W), np.asarray(params.H)
     b = None if params.b is None else np.asarray(params.b)
     y, K = problem.labels, problem.num_classes
@@ -37,12 +51,12 @@ def _measure_ufm(problem: UFM, params) -> dict:
     M_raw = np.asarray(class_means(H, y, K))
     counts = np.asarray(problem.counts)
     betas = np.sqrt(float(problem.lambda_W) / (counts * float(problem.lambda_H)))
-    outputs = np.asarray(problem.outputs(params))
+    outputs = H @ W.T + (0.0 if b is None else b[None, :])
     true = outputs[np.arange(len(y)), y]
     others = (outputs.sum(axis=1) - true) / (K - 1)
     Wp, Mp = (np.asarray(a) for a in frame_pair(W, H, y, geometry))
     q = dict(
-        value=float(problem.value(params)),
+        value=float(objective(problem, params)),
         norm_W_sq=float(np.sum(W ** 2)), norm_H_sq=float(np.sum(H ** 2)),
         norm_W=float(np.linalg.norm(W)), norm_H=float(np.linalg.norm(H)),
         gram_W=W @ W.T, gram_W_spectrum=_spectrum(W @ W.T),
