@@ -288,3 +288,13 @@ def test_zero_eigenvalues_at_the_minimum(d, K):
     # The ambient matrix has K + N extra (normal) zeros.
     full = ufm.landscape.hessian_eigenvalues(p, x, tangent_only=False)
     assert int(np.sum(np.abs(full) <= tol)) == expected + 3 * K
+
+
+@pytest.mark.parametrize("module", ["ufm.problems.spherical", "ufm.theory.spherical",
+                                    "ufm.metrics.spherical", "ufm.solvers.riemannian"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

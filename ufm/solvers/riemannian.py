@@ -309,9 +309,11 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
 @_solver_dataclass(meta=("max_inner", "max_rejections", "scale_blocks"))
 class TrustRegion:
     """Riemannian trust region with truncated CG on Hessian-vector products (Absil, Baker &
-    Gallivan 2007): a second-order method that converges superlinearly to points satisfying the
-    second-order necessary conditions, so its minimisers come certified by the Hessian check of
-    :func:`ufm.compare`.
+    Gallivan 2007): a second-order method with superlinear local convergence (quadratic for
+    θ = 1). It follows negative curvature of the first CG direction to the trust-region boundary
+    (which escapes strict saddles from nearby points), but stops CG on nonpositive curvature found
+    later (see :func:`truncated_cg`), so reaching a second-order point is not guaranteed: certify a
+    solution with the Hessian check of :func:`ufm.compare` (its ``hessian_min_eig`` row).
 
     Each driver step solves the trust-region subproblem with :func:`truncated_cg`, retracts, and
     compares the actual with the predicted decrease (ρ, regularised against rounding as in
