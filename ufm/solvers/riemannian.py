@@ -127,7 +127,7 @@ class RiemannianGradientDescent:
     """
 
     initial_step: ArrayLike = 1.0
-    max_step: ArrayLike = 1e3
+    max_step: ArrayLike = 1e12
     shrink: ArrayLike = 0.5
     growth: ArrayLike = 2.0
     sufficient_decrease: ArrayLike = 1e-4
