@@ -208,6 +208,7 @@ def test_refusals_and_the_collapsed_configuration():
     dnc = deep.collapsed_configuration(counts=[1] * 3, widths=(3,) * 4, activation="relu", loss="mse",
                                        lambda_H=4e-3, lambdas=[4e-3] * 4)
     assert dnc.regime == deep.NOT_GLOBAL == "collapsed configuration, not necessarily global"
+    assert make(3, 1, (3,) * 4, "relu", lam=4e-3).dnc_candidate().value == dnc.value
     # K = 2 and L = 2 are the theorems' cases: predictions, not refusals.
     assert ufm.theory.predict(make(2, 2, (3, 3, 3), "relu", kappa=0.2)).regime == "collapse"
     assert ufm.theory.predict(make(4, 2, (4, 4), "relu", kappa=0.2)).regime == "collapse"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from ufm.metrics.classification import (class_means, equinorm, frame_distance, nc1, nc1_trace,
@@ -95,6 +96,13 @@ def _layers(out, features, weights, y, K, geometry, r):
     out["nc3_duality"] = float(nc3_duality(W_L, np.asarray(features[-1], dtype=float), y, geometry))
 
 
+@jax.jit
+def _forward(problem, params):
+    """(value, features, outputs), compiled once per problem structure (eager evaluation would
+    dispatch every primitive separately)."""
+    return problem.value(params), problem.features(params), problem.outputs(params)
+
+
 def _register():
     from ufm.metrics import measure
     from ufm.problems.deep import DeepUFM
@@ -104,13 +112,14 @@ def _register():
         """Invariant quantities of a DeepUFM point, keyed as in ``ufm.theory.deep`` predictions."""
         K, L = problem.num_classes, problem.depth
         y = problem.labels
-        feats = [np.asarray(H) for H in problem.features(params)]
+        value, feats, outputs = _forward(problem, params)
+        feats = [np.asarray(H) for H in feats]
+        outputs = np.asarray(outputs)
         Ws = [np.asarray(W) for W in params.Ws]
         b = None if params.b is None else np.asarray(params.b)
         lam = np.broadcast_to(np.asarray(problem.lambdas, dtype=float), (L,))
         lam_H = float(problem.lambda_H)
-        outputs = np.asarray(problem.outputs(params))
-        q = dict(value=float(problem.value(params)), norm_H1_sq=float(np.sum(feats[0] ** 2)))
+        q = dict(value=float(value), norm_H1_sq=float(np.sum(feats[0] ** 2)))
         penalties = [lam_H * q["norm_H1_sq"]]
         for l, W in enumerate(Ws, start=1):
             q[f"norm_W{l}_sq"] = float(np.sum(W ** 2))

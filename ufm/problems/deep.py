@@ -65,6 +65,11 @@ class DeepUFM:
         bias: free last-layer bias b.
         lambda_b: bias decay ≥ 0 (must be 0 without a bias).
 
+    Closed forms: ``ufm.theory.predict(problem)`` (THEORY.md §4-§5; see :mod:`ufm.theory.deep`)
+    refuses with ``NoClosedForm`` where collapse is not optimal; :meth:`dnc_candidate` gives the
+    collapsed configuration there. The landscape has spurious minima for L ≥ 2: solve with
+    :func:`ufm.sweep.multi_start` (init scales 0.5-2) and keep the best run.
+
     Examples:
         >>> import jax, ufm
         >>> p = ufm.DeepUFM(3, 2, (4, 5), loss=ufm.losses.MSE(), lambda_H=1e-3, lambdas=(1e-3, 2e-3))
@@ -209,11 +214,11 @@ class DeepUFM:
         """Wrap arrays (e.g. ``prediction.construct()``) as parameters of this problem."""
         dtype = default_float()
         Ws = tuple(jnp.asarray(W, dtype) for W in Ws)
+        if len(Ws) != self.depth:
+            raise ValueError(f"Ws must hold {self.depth} matrices (one per layer), got {len(Ws)}")
         for l, (W, s) in enumerate(zip(Ws, self.shapes)):
             if W.shape != s:
                 raise ValueError(f"Ws[{l}] must have shape {s}, got {W.shape}")
-        if len(Ws) != self.depth:
-            raise ValueError(f"Ws must hold {self.depth} matrices, got {len(Ws)}")
         return DeepParams(jnp.asarray(H, dtype), Ws,
                           jnp.asarray(np.zeros(self.num_classes) if b is None else b, dtype)
                           if self.bias else None)
@@ -248,6 +253,18 @@ class DeepUFM:
         if params.b is not None:
             reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
         return fit + 0.5 * reg
+
+    def dnc_candidate(self) -> theory.Prediction:
+        """The deep-neural-collapse configuration and its value, optimal or not.
+
+        ``ufm.theory.predict`` refuses where collapse is not optimal in general (ReLU with K ≥ 3
+        and L ≥ 3, deep CE with L ≥ 3); this returns the collapsed configuration there, with the
+        regime ``"collapsed configuration, not necessarily global"`` (an upper bound on F*).
+        """
+        return theory.deep.collapsed_configuration(
+            counts=self.counts, widths=self.widths, activation=self.activation, loss=self.loss.name,
+            lambda_H=float(self.lambda_H), lambdas=[float(x) for x in np.asarray(self.lambdas)],
+            bias=self.bias)
 
     def config(self) -> dict:
         """All parameters, JSON-friendly."""

@@ -316,8 +316,8 @@ def deep_linear_mse(counts: Sequence[int], widths: Sequence[int], lambda_H: floa
                     ) -> Prediction:
     """Deep linear MSE UFM (THEORY.md §4.1), bias-free (any counts) or with a free bias (balanced).
 
-    Balanced: F* = (r/K) ψ(σ*) + (K − r)/(2K)·[bias-free: 0 extra], i.e. F* = ψ(σ*) bias-free
-    and ((K−1)/K) ψ(σ*) with a free bias (b = 1/K). Imbalanced (bias-free): class k solves
+    Balanced: F* = ψ(σ*) bias-free (r = K output directions, an OF at every layer) and
+    ((K−1)/K) ψ(σ*) with a free bias (r = K−1, b = 1/K, an ETF). Imbalanced (bias-free): class k solves
     ψ_k(s) = (s − √n_k)²/(2N) + ((L+1)/2) ρ s^p, ρ = (λ_H Π λ_l)^{1/(L+1)}, i.e. ψ with
     κ_k = N ρ n_k^{−L/(L+1)} scaled by n_k/N; a minority class collapses to 0 when ψ_k prefers
     s = 0. ``activation="relu"`` builds the nonnegative construction (same value) and leaves out
