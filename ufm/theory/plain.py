@@ -246,8 +246,9 @@ def ce_family(K: int, n: int, d: int, lambda_W: float, lambda_H: float, lambda_b
 
     Examples:
         >>> p = ce_family(4, 5, 4, 5e-3, 5e-3, 0.0, True, "ce")
-        >>> round(p["margin"], 6)
-        2.890372
+        >>> tau = math.sqrt(5 * 5e-3 * 5e-3)
+        >>> abs(p["margin"] - math.log(1 / tau - 3)) < 1e-15
+        True
     """
     if d < K - 1:
         raise NoClosedForm(f"{loss.upper()} with d={d} < K-1={K - 1}: the ETF cannot be built and the "
