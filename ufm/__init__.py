@@ -9,11 +9,8 @@ Examples:
 """
 
 from ufm import losses, manifolds, theory
-from ufm.problems import UFM, UFMParams
-from ufm.problems.regression import RegressionParams, RegressionUFM
-from ufm.problems.deep import DeepParams, DeepUFM
-from ufm.problems.spherical import SphericalParams, SphericalUFM
-from ufm.problems.multilabel import MultiLabelUFM
+from ufm.problems import (DeepParams, DeepUFM, MultiLabelUFM, RegressionParams, RegressionUFM,
+                          SphericalParams, SphericalUFM, UFM, UFMParams)
 from ufm import solvers
 from ufm.solvers import Solution, Status, solve
 from ufm import metrics, landscape
@@ -22,5 +19,7 @@ from ufm import io, sweep
 
 from ufm._version import __version__
 
-__all__ = ["UFM", "UFMParams", "solve", "Solution", "Status", "compare", "Report", "losses",
-           "manifolds", "theory", "solvers", "metrics", "landscape"]
+__all__ = ["UFM", "UFMParams", "DeepUFM", "DeepParams", "SphericalUFM", "SphericalParams",
+           "MultiLabelUFM", "RegressionUFM", "RegressionParams", "solve", "Solution", "Status",
+           "compare", "Report", "losses", "manifolds", "theory", "solvers", "metrics", "landscape",
+           "sweep", "io", "__version__"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ufm.metrics.classification import (bias_relation, class_means, equiangle, equinorm,

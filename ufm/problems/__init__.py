@@ -7,4 +7,5 @@ from ufm.problems.deep import DeepParams, DeepUFM
 from ufm.problems.spherical import SphericalParams, SphericalUFM
 from ufm.problems.multilabel import MultiLabelUFM
 
-__all__ = ["UFM", "UFMParams"]
+__all__ = ["UFM", "UFMParams", "RegressionUFM", "RegressionParams", "synthetic_targets", "DeepUFM",
+           "DeepParams", "SphericalUFM", "SphericalParams", "MultiLabelUFM"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import check_int
+from ufm._types import Array, check_int, default_float
+from ufm.manifolds import Euclidean
 
 
 def problem_dataclass(meta: Sequence[str]):
@@ -44,3 +46,79 @@ def to_float(x):
     """JSON-friendly version of a hyperparameter leaf."""
     arr = np.asarray(x)
     return float(arr) if arr.ndim == 0 else arr.tolist()
+
+
+class ClassLabels:
+    """Mixin: class-major single labels from ``num_classes`` and ``num_per_class`` fields."""
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Per-class sample counts n_k."""
+        return counts_tuple(self.num_classes, self.num_per_class)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def balanced(self) -> bool:
+        return isinstance(self.num_per_class, int)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer labels, class-major: ``repeat(arange(K), n_k)``."""
+        return np.repeat(np.arange(self.num_classes), self.counts)
+
+    @property
+    def targets(self) -> Array:
+        """One-hot targets [N, K]."""
+        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
+
+
+class UFMParams(NamedTuple):
+    """Parameters of the plain UFM: W [K, d], H [N, d] (sample-major), b [K] or None (no bias)."""
+
+    W: Array
+    H: Array
+    b: Optional[Array]
+
+
+class LinearClassifier:
+    """Mixin: the two-factor objective mean_i ℓ(W h_i + b, y_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖²
+    + (λ_b/2)‖b‖² over Euclidean ``UFMParams``, for problems with ``targets``, ``num_samples``,
+    ``num_classes``, ``dim``, ``bias``, ``loss`` and the three λ fields."""
+
+    @property
+    def manifold(self) -> Euclidean:
+        return Euclidean()
+
+    def step_scale(self, params: UFMParams) -> UFMParams:
+        """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss."""
+        return UFMParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
+
+    def init(self, key: Array, scale: float = 0.1) -> UFMParams:
+        """Gaussian initialisation with standard deviation ``scale`` (b starts at 0)."""
+        kw, kh = jax.random.split(key)
+        dtype = default_float()
+        W = scale * jax.random.normal(kw, (self.num_classes, self.dim), dtype)
+        H = scale * jax.random.normal(kh, (self.num_samples, self.dim), dtype)
+        return UFMParams(W, H, jnp.zeros(self.num_classes, dtype) if self.bias else None)
+
+    def params(self, W, H, b=None) -> UFMParams:
+        """Wrap arrays (e.g. ``prediction.construct()``) as parameters of this problem."""
+        dtype = default_float()
+        return UFMParams(jnp.asarray(W, dtype), jnp.asarray(H, dtype),
+                         jnp.asarray(b, dtype) if self.bias else None)
+
+    def outputs(self, params: UFMParams) -> Array:
+        """Logits / outputs H Wᵀ + b, shape [N, K]."""
+        z = jnp.matmul(params.H, params.W.T, precision="highest")
+        return z if params.b is None else z + params.b[None, :]
+
+    def value(self, params: UFMParams) -> Array:
+        """The objective F(W, H, b) in the library normalisation."""
+        fit = jnp.mean(self.loss(self.outputs(params), self.targets))
+        reg = self.lambda_W * jnp.sum(params.W ** 2) + self.lambda_H * jnp.sum(params.H ** 2)
+        if params.b is not None:
+            reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
+        return fit + 0.5 * reg

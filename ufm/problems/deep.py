@@ -20,7 +20,7 @@ from ufm import theory
 from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
 from ufm.losses import CrossEntropy, MSE
 from ufm.manifolds import Euclidean
-from ufm.problems._base import counts_tuple, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import ClassLabels, normalise_counts, problem_dataclass, to_float
 
 _ACTIVATIONS = ("relu", "identity")
 
@@ -39,7 +39,7 @@ def _activation(name: str):
 
 
 @problem_dataclass(meta=("num_classes", "num_per_class", "widths", "activation", "bias"))
-class DeepUFM:
+class DeepUFM(ClassLabels):
     """Deep UFM: F = mean_i ℓ(W_L σ(⋯σ(W_1 h_i)) + b, y_i) + (λ_H/2)‖H_1‖² + Σ_l (λ_l/2)‖W_l‖²
     (+ (λ_b/2)‖b‖²).
 
@@ -160,29 +160,6 @@ class DeepUFM:
         """Shapes of W_1, ..., W_L: [d_{l+1}, d_l] with d_{L+1} = K."""
         dims = self.widths + (self.num_classes,)
         return tuple((dims[l + 1], dims[l]) for l in range(self.depth))
-
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Per-class sample counts n_k."""
-        return counts_tuple(self.num_classes, self.num_per_class)
-
-    @property
-    def num_samples(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def balanced(self) -> bool:
-        return isinstance(self.num_per_class, int)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Integer labels, class-major: ``repeat(arange(K), n_k)``."""
-        return np.repeat(np.arange(self.num_classes), self.counts)
-
-    @property
-    def targets(self) -> Array:
-        """One-hot targets [N, K]."""
-        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
 
     @property
     def manifold(self) -> Euclidean:

@@ -12,9 +12,7 @@ import numpy as np
 from ufm import theory
 from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
 from ufm.losses import PickAllLabel, PickAllLabelNormalised
-from ufm.manifolds import Euclidean
-from ufm.problems._base import problem_dataclass, to_float
-from ufm.problems.ufm import UFMParams
+from ufm.problems._base import LinearClassifier, problem_dataclass, to_float
 from ufm.theory.multilabel import balanced_counts, canonical_label_sets
 
 _SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
@@ -80,7 +78,7 @@ def normalise_label_sets(label_sets, num_classes: int) -> tuple[tuple[int, ...],
 
 
 @problem_dataclass(meta=("num_classes", "label_sets", "dim", "bias"))
-class MultiLabelUFM:
+class MultiLabelUFM(LinearClassifier):
     """Multi-label UFM: F = mean_i ℓ(W h_i + b, S_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖² + (λ_b/2)‖b‖².
 
     ℓ is the pick-all-label loss |S| logsumexp(z) − Σ_{k∈S} z_k (THEORY.md §7) or its normalised
@@ -176,46 +174,9 @@ class MultiLabelUFM:
         return jnp.asarray(self.multi_hot, dtype=default_float())
 
     @property
-    def manifold(self) -> Euclidean:
-        return Euclidean()
-
-    @property
     def reference_geometry(self) -> str:
         """Frame of the NC metrics (THEORY.md §11): the simplex ETF."""
         return "etf"
-
-    def step_scale(self, params: UFMParams) -> UFMParams:
-        """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss."""
-        return UFMParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
-
-    # ---- parameters ------------------------------------------------------------------------
-    def init(self, key: Array, scale: float = 0.1) -> UFMParams:
-        """Gaussian initialisation with standard deviation ``scale`` (b starts at 0)."""
-        kw, kh = jax.random.split(key)
-        dtype = default_float()
-        W = scale * jax.random.normal(kw, (self.num_classes, self.dim), dtype)
-        H = scale * jax.random.normal(kh, (self.num_samples, self.dim), dtype)
-        return UFMParams(W, H, jnp.zeros(self.num_classes, dtype) if self.bias else None)
-
-    def params(self, W, H, b=None) -> UFMParams:
-        """Wrap arrays (e.g. ``prediction.construct()``) as parameters of this problem."""
-        dtype = default_float()
-        return UFMParams(jnp.asarray(W, dtype), jnp.asarray(H, dtype),
-                         jnp.asarray(b, dtype) if self.bias else None)
-
-    # ---- objective ---------------------------------------------------------------------------
-    def outputs(self, params: UFMParams) -> Array:
-        """Logits H Wᵀ + b, shape [N, K]."""
-        z = jnp.matmul(params.H, params.W.T, precision="highest")
-        return z if params.b is None else z + params.b[None, :]
-
-    def value(self, params: UFMParams) -> Array:
-        """The objective F(W, H, b) in the library normalisation."""
-        fit = jnp.mean(self.loss(self.outputs(params), self.targets))
-        reg = self.lambda_W * jnp.sum(params.W ** 2) + self.lambda_H * jnp.sum(params.H ** 2)
-        if params.b is not None:
-            reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
-        return fit + 0.5 * reg
 
     def config(self) -> dict:
         """All parameters, JSON-friendly (``counts_by_size`` too when the data are balanced)."""

@@ -13,7 +13,7 @@ from ufm import theory
 from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing
 from ufm.manifolds import Euclidean, Oblique, Product
-from ufm.problems._base import counts_tuple, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import ClassLabels, normalise_counts, problem_dataclass, to_float
 
 _SUPPORTED_LOSSES = (CrossEntropy, LabelSmoothing, Focal)
 
@@ -28,7 +28,7 @@ class SphericalParams(NamedTuple):
 
 
 @problem_dataclass(meta=("num_classes", "num_per_class", "dim", "bias"))
-class SphericalUFM:
+class SphericalUFM(ClassLabels):
     """Spherical UFM: F = mean_i ℓ(W h_i / T + b, y_i) s.t. ‖w_k‖ = r_W, ‖h_i‖ = r_H.
 
     No weight decay. The parameters live on ``manifold`` = Oblique(r_W) × Oblique(r_H)
@@ -80,29 +80,6 @@ class SphericalUFM:
             check_scalar(name, getattr(self, name), low=0.0, low_open=True, high=None, allowed="> 0")
 
     # ---- sizes and data -------------------------------------------------------------------
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Per-class sample counts n_k."""
-        return counts_tuple(self.num_classes, self.num_per_class)
-
-    @property
-    def num_samples(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def balanced(self) -> bool:
-        return isinstance(self.num_per_class, int)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Integer labels, class-major: ``repeat(arange(K), n_k)``."""
-        return np.repeat(np.arange(self.num_classes), self.counts)
-
-    @property
-    def targets(self) -> Array:
-        """One-hot targets [N, K]."""
-        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
-
     @property
     def inverse_temperature(self):
         """s = r_W r_H / T, the only combination the problem depends on."""

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
+from ufm._types import ArrayLike, check_int, check_scalar, is_concrete
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
-from ufm.manifolds import Euclidean
-from ufm.problems._base import counts_tuple, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import (ClassLabels, LinearClassifier, UFMParams, normalise_counts,  # noqa: F401 (UFMParams re-exported)
+                                problem_dataclass, to_float)
 
 _SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
 
 
-class UFMParams(NamedTuple):
-    """Parameters of the plain UFM: W [K, d], H [N, d] (sample-major), b [K] or None (no bias)."""
-
-    W: Array
-    H: Array
-    b: Optional[Array]
-
-
 @problem_dataclass(meta=("num_classes", "num_per_class", "dim", "bias"))
-class UFM:
+class UFM(ClassLabels, LinearClassifier):
     """Plain UFM: F = mean_i ℓ(W h_i + b, y_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖² + (λ_b/2)‖b‖².
 
     Labels are class-major (``repeat(arange(K), n_k)``); the H penalty is a sum over samples
@@ -71,71 +59,10 @@ class UFM:
         if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):
             raise ValueError(f"lambda_b must be 0 when bias=False, got {self.lambda_b!r}")
 
-    # ---- sizes and data -------------------------------------------------------------------
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Per-class sample counts n_k."""
-        return counts_tuple(self.num_classes, self.num_per_class)
-
-    @property
-    def num_samples(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def balanced(self) -> bool:
-        return isinstance(self.num_per_class, int)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Integer labels, class-major: ``repeat(arange(K), n_k)``."""
-        return np.repeat(np.arange(self.num_classes), self.counts)
-
-    @property
-    def targets(self) -> Array:
-        """One-hot targets [N, K]."""
-        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
-
-    @property
-    def manifold(self) -> Euclidean:
-        return Euclidean()
-
     @property
     def reference_geometry(self) -> str:
         """Frame of the NC metrics (THEORY.md §11): 'of' for bias-free MSE, else 'etf'."""
         return "of" if isinstance(self.loss, MSE) and not self.bias else "etf"
-
-    def step_scale(self, params: UFMParams) -> UFMParams:
-        """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss."""
-        return UFMParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
-
-    # ---- parameters ------------------------------------------------------------------------
-    def init(self, key: Array, scale: float = 0.1) -> UFMParams:
-        """Gaussian initialisation with standard deviation ``scale`` (b starts at 0)."""
-        kw, kh = jax.random.split(key)
-        dtype = default_float()
-        W = scale * jax.random.normal(kw, (self.num_classes, self.dim), dtype)
-        H = scale * jax.random.normal(kh, (self.num_samples, self.dim), dtype)
-        return UFMParams(W, H, jnp.zeros(self.num_classes, dtype) if self.bias else None)
-
-    def params(self, W, H, b=None) -> UFMParams:
-        """Wrap arrays (e.g. ``prediction.construct()``) as parameters of this problem."""
-        dtype = default_float()
-        return UFMParams(jnp.asarray(W, dtype), jnp.asarray(H, dtype),
-                         jnp.asarray(b, dtype) if self.bias else None)
-
-    # ---- objective ---------------------------------------------------------------------------
-    def outputs(self, params: UFMParams) -> Array:
-        """Logits / outputs H Wᵀ + b, shape [N, K]."""
-        z = jnp.matmul(params.H, params.W.T, precision="highest")
-        return z if params.b is None else z + params.b[None, :]
-
-    def value(self, params: UFMParams) -> Array:
-        """The objective F(W, H, b) in the library normalisation."""
-        fit = jnp.mean(self.loss(self.outputs(params), self.targets))
-        reg = self.lambda_W * jnp.sum(params.W ** 2) + self.lambda_H * jnp.sum(params.H ** 2)
-        if params.b is not None:
-            reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
-        return fit + 0.5 * reg
 
     def config(self) -> dict:
         """All parameters, JSON-friendly."""

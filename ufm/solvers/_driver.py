@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import math
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, PyTree, check_scalar, is_concrete
+from ufm._types import Array, PyTree, check_scalar
 
 
 class Status(enum.IntEnum):
