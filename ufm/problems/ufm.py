@@ -7,8 +7,8 @@ import numpy as np
 from ufm import theory
 from ufm._types import ArrayLike, check_int, check_scalar, is_concrete
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
-from ufm.problems._base import (ClassLabels, LinearClassifier, UFMParams, normalise_counts,  # noqa: F401 (UFMParams re-exported)
-                                problem_dataclass, to_float)
+from ufm.problems._base import ClassLabels, LinearClassifier, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import UFMParams  # noqa: F401  (re-exported: the plain UFM's parameters)
 
 _SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
 
