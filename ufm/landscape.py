@@ -22,15 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm._types import Array, PyTree
+from ufm.solvers._common import riemannian_hessian_operator
 
 
 def hvp(problem, params: PyTree, v: PyTree) -> PyTree:
-    """(Riemannian) Hessian-vector product at ``params`` along the tangent vector ``v``."""
-    manifold = problem.manifold
-    v = manifold.projection(params, v)
-    grad_fn = jax.grad(problem.value)
-    g, hv = jax.jvp(grad_fn, (params,), (v,))
-    return manifold.euclidean_to_riemannian_hessian(params, g, hv, v)
+    """(Riemannian) Hessian-vector product at ``params`` along ``v`` (projected onto the tangent
+    space first); the operator the second-order solvers use."""
+    return riemannian_hessian_operator(problem, params)[1](v)
 
 
 def hessian(problem, params: PyTree) -> Array:
@@ -39,9 +37,10 @@ def hessian(problem, params: PyTree) -> Array:
 
     @jax.jit
     def columns(p):
+        hess = riemannian_hessian_operator(problem, p)[1]  # linearised once for every column
+
         def matvec(e):
-            return jax.flatten_util.ravel_pytree(
-                problem.manifold.projection(p, hvp(problem, p, unravel(e))))[0]
+            return jax.flatten_util.ravel_pytree(problem.manifold.projection(p, hess(unravel(e))))[0]
         return jax.vmap(matvec)(jnp.eye(flat.size, dtype=flat.dtype))
 
     H = columns(params)

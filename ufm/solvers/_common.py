@@ -31,6 +31,22 @@ def value_and_riemannian_grad(problem, params):
     return value, egrad, problem.manifold.euclidean_to_riemannian_gradient(params, egrad)
 
 
+def riemannian_hessian_operator(problem, params):
+    """(∇F(x), v ↦ Hess F(x)[v]): the Euclidean gradient and the Riemannian Hessian operator.
+
+    The gradient is linearised once (``jax.linearize``), so each product costs one JVP. ``v`` is
+    projected onto the tangent space first; on Euclidean problems this is the plain Hessian.
+    """
+    manifold = problem.manifold
+    egrad, lin = jax.linearize(jax.grad(problem.value), params)
+
+    def hess(v):
+        v = manifold.projection(params, v)
+        return manifold.euclidean_to_riemannian_hessian(params, egrad, lin(v), v)
+
+    return egrad, hess
+
+
 def tree_scale(scale: PyTree, tree: PyTree) -> PyTree:
     """Multiply each block of ``tree`` by the matching scalar of ``scale`` (None blocks stay None)."""
     return jax.tree.map(lambda s, t: s * t, scale, tree)

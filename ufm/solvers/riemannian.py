@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from ufm._types import Array, ArrayLike, check_int, check_scalar
-from ufm.solvers._common import SolverState, info, value_and_riemannian_grad
+from ufm.solvers._common import (SolverState, info, riemannian_hessian_operator,
+                                 value_and_riemannian_grad)
 from ufm.solvers.first_order import _solver_dataclass
 
 
@@ -68,23 +69,6 @@ def _precondition(scale, v):
     if scale is None:
         return v
     return jax.tree.map(lambda s, t: s * t, scale, v)
-
-
-def _riemannian_hvp_at(problem, params):
-    """(Euclidean gradient, v ↦ Hess F(x)[v]) at ``params``, linearised once.
-
-    Same mathematics as :func:`ufm.landscape.hvp` (tested equal), which the solvers may not import
-    (DESIGN.md dependency direction: landscape sits above solvers). ``jax.linearize`` computes the
-    gradient's linearisation once per outer step, so each CG iteration costs one JVP.
-    """
-    manifold = problem.manifold
-    egrad, lin = jax.linearize(jax.grad(problem.value), params)
-
-    def hess(v):
-        v = manifold.projection(params, v)
-        return manifold.euclidean_to_riemannian_hessian(params, egrad, lin(v), v)
-
-    return egrad, hess
 
 
 # ---- Riemannian gradient descent with Armijo backtracking ---------------------------------------
@@ -381,7 +365,7 @@ class TrustRegion:
         manifold = problem.manifold
         f0, g = state.value, state.grad
         scale = _block_scale(problem, params, self.scale_blocks)
-        _, hess = _riemannian_hvp_at(problem, params)
+        _, hess = riemannian_hessian_operator(problem, params)
         eps = jnp.finfo(f0.dtype).eps
         rho_reg = jnp.maximum(1.0, jnp.abs(f0)) * eps * 1e3
 
