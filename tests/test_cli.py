@@ -91,3 +91,15 @@ def test_entry_point_subprocess():
     bad = subprocess.run([sys.executable, "-m", "ufm.cli", "solve", "--K", "x"], capture_output=True,
                          text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+
+
+def test_every_row_config_is_complete_json():
+    """Each row of every tier builds, names its model, and serialises (no solve: cheap)."""
+    from ufm.cases import all_cases
+
+    cases = all_cases()
+    assert {c.model for c in cases} == {"ufm", "deep_ufm", "multilabel_ufm", "spherical", "regression"}
+    for case in cases:
+        config = case.build().config()
+        assert config["model"] == case.model
+        json.dumps(config)
