@@ -103,3 +103,11 @@ def test_every_row_config_is_complete_json():
         config = case.build().config()
         assert config["model"] == case.model
         json.dumps(config)
+
+
+def test_solve_float32_is_judged_at_float32_precision():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "UFM_NO_CACHE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "ufm", "solve", "--float32", "--loss", "ce", "--K", "4",
+                           "--n", "5", "--d", "4"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout and "1e-04" in proc.stdout

@@ -140,3 +140,21 @@ def test_rotation_invariance_of_prediction_quantities():
     for name in ("value", "gram_W", "gram_means", "W_means", "margin"):
         assert rel_err(a[name], b[name]) < F64_IDENTITY, name
     assert a["nc1"] < 1e-24 and b["nc1"] < 1e-24
+
+
+def test_float32_parameters_get_the_float32_floor():
+    """A float32 copy of the exact minimiser fails float64 tolerances but passes at the float32
+    floor (1e-4, DESIGN.md); the report says which precision it judged."""
+    problem = ufm.UFM(4, 5, 4, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
+    pred = ufm.theory.predict(problem)
+    exact = pred.construct(seed=0)
+    single = ufm.UFMParams(*(np.asarray(exact[k], np.float32) for k in ("W", "H", "b")))
+    report = ufm.compare(problem, single, pred)
+    assert report.ok, str(report)
+    assert any("float64" in note for note in report.notes)
+    assert report["value"].tolerance == 1e-4 and report["nc1"].tolerance == 1e-8
+    strict = ufm.compare(problem, single, pred,
+                         tolerances={"gram_W": (1e-12, "rel")})  # an explicit tolerance is floored too
+    assert strict["gram_W"].tolerance == 1e-4
+    float64 = ufm.compare(problem, problem.params(**exact), pred)
+    assert float64["value"].tolerance == 1e-9 and not any("float64" in n for n in float64.notes)

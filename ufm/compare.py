@@ -30,6 +30,10 @@ TOLERANCES: dict[str, tuple[float, str]] = {
     "grad_norm": (1e-10, "abs"),
 }
 DEFAULT_TOLERANCE = (1e-6, "rel")
+# Single precision cannot resolve float64 tolerances: below float64, every tolerance is at least
+# FLOAT32_FLOOR (DESIGN.md, Tests), squared for the quadratic NC1.
+FLOAT32_FLOOR = 1e-4
+HESSIAN_RTOL = {True: 1e-8, False: FLOAT32_FLOOR}  # keyed by "is float64"
 DENSE_HESSIAN_MAX = 3000  # parameters; above this the second-order certificate is skipped
 
 
@@ -89,9 +93,23 @@ class Report:
         return "\n".join(lines)
 
 
-def compare_value(name: str, predicted, measured, tolerances=None) -> Row:
-    """One row: the error is a Frobenius norm, relative to ‖predicted‖ for 'rel' quantities."""
+def is_float64(params) -> bool:
+    """Whether every floating leaf of ``params`` is float64 (the precision of the verification)."""
+    leaves = [np.asarray(x) for x in _leaves(params)]
+    return all(x.dtype.itemsize >= 8 for x in leaves if np.issubdtype(x.dtype, np.floating))
+
+
+def _floor(name: str, tol: float, float64: bool) -> float:
+    if float64 or tol == 0.0:
+        return tol
+    return max(tol, FLOAT32_FLOOR ** 2 if name == "nc1" else FLOAT32_FLOOR)
+
+
+def compare_value(name: str, predicted, measured, tolerances=None, *, float64: bool = True) -> Row:
+    """One row: the error is a Frobenius norm, relative to ‖predicted‖ for 'rel' quantities.
+    With ``float64=False`` the tolerance is raised to the float32 floor."""
     tol, kind = (tolerances or {}).get(name, TOLERANCES.get(name, DEFAULT_TOLERANCE))
+    tol = _floor(name, tol, float64)
     p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     if p.shape != m.shape:
         return Row(name, predicted, measured, math.inf, tol, False)
@@ -104,7 +122,8 @@ def compare_value(name: str, predicted, measured, tolerances=None) -> Row:
 def certificate(problem, solution, *, gtol: float | None = None, hessian: bool | None = None) -> list[Row]:
     """Rows certifying the measured point: gradient norm, and (small problems) the smallest
     Hessian eigenvalue ≥ −1e-8·max|eig| (second-order necessary condition)."""
-    tol = TOLERANCES["grad_norm"][0] if gtol is None else gtol
+    float64 = is_float64(solution.params)
+    tol = _floor("grad_norm", TOLERANCES["grad_norm"][0] if gtol is None else gtol, float64)
     rows = [Row("grad_norm", 0.0, float(solution.grad_norm), float(solution.grad_norm), tol,
                 bool(float(solution.grad_norm) <= tol))]
     size = sum(np.size(x) for x in _leaves(solution.params))
@@ -112,8 +131,9 @@ def certificate(problem, solution, *, gtol: float | None = None, hessian: bool |
         evals = landscape.hessian_eigenvalues(problem, solution.params)
         scale = max(float(np.max(np.abs(evals))), 1e-300)
         lam = float(evals[0])
-        rows.append(Row("hessian_min_eig", 0.0, lam, max(-lam, 0.0), 1e-8 * scale,
-                        bool(lam >= -1e-8 * scale), kind="at_least"))
+        rtol = HESSIAN_RTOL[float64]
+        rows.append(Row("hessian_min_eig", 0.0, lam, max(-lam, 0.0), rtol * scale,
+                        bool(lam >= -rtol * scale), kind="at_least"))
     return rows
 
 
@@ -127,7 +147,8 @@ def compare(problem, solution, prediction, *, tolerances: dict | None = None,
     """Compare ``solution`` (a :class:`ufm.Solution`, or a params pytree) with ``prediction``.
 
     Every quantity the prediction names is measured at the solution and compared with its
-    tolerance from :data:`TOLERANCES` (override per name with ``tolerances``). A Solution also
+    tolerance from :data:`TOLERANCES` (override per name with ``tolerances``). Parameters in
+    float32 get every tolerance raised to :data:`FLOAT32_FLOOR` (its square for NC1). A Solution also
     gets its certificate rows (gradient norm; smallest Hessian eigenvalue when small enough).
 
     Examples:
@@ -139,11 +160,14 @@ def compare(problem, solution, prediction, *, tolerances: dict | None = None,
     """
     params = getattr(solution, "params", solution)
     measured = measure(problem, params)
-    rows = [compare_value(name, pred, measured[name], tolerances)
+    float64 = is_float64(params)
+    rows = [compare_value(name, pred, measured[name], tolerances, float64=float64)
             for name, pred in prediction.quantities.items() if name in measured]
     missing = [name for name in prediction.quantities if name not in measured]
     if missing:
         raise KeyError(f"no measurement for predicted quantities {missing}")
     if hasattr(solution, "grad_norm"):
         rows += certificate(problem, solution, gtol=gtol, hessian=hessian)
-    return Report(tuple(rows), regime=prediction.regime, notes=tuple(prediction.notes))
+    notes = tuple(prediction.notes) + (() if float64 else (
+        f"parameters below float64: every tolerance is at least {FLOAT32_FLOOR:g}",))
+    return Report(tuple(rows), regime=prediction.regime, notes=notes)

@@ -54,10 +54,16 @@ def _scatter(H, labels, num_classes):
     return Sw, Sb
 
 
-def nc1(H: ArrayLike, labels: ArrayLike, num_classes: int, rtol: float = 1e-10) -> Array:
-    """NC1 = trace(Sw Sb⁺)/K (Papyan 2020, Zhu 2021), Sw with 1/N, Sb of the centred means."""
+def nc1(H: ArrayLike, labels: ArrayLike, num_classes: int, rtol: float | None = None) -> Array:
+    """NC1 = trace(Sw Sb⁺)/K (Papyan 2020, Zhu 2021), Sw with 1/N, Sb of the centred means.
+
+    ``rtol`` cuts the pseudo-inverse of Sb (rank ≤ K−1); by default max(1e-10, 100·eps), so that in
+    float32 the rounding noise in Sb's null space is not inverted.
+    """
     xp = _xp(H)
     Sw, Sb = _scatter(H, labels, num_classes)
+    if rtol is None:
+        rtol = max(1e-10, 100 * float(np.finfo(Sb.dtype).eps))
     return xp.trace(Sw @ xp.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / num_classes
 
 
