@@ -115,3 +115,14 @@ def test_sweep_rejects_unknown_hyperparameter(mse_problem):
     with pytest.raises(ValueError, match="lambda_Q"):
         ufm.sweep.vmap_solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)),
                              {"lambda_Q": jnp.array([1.0])})
+
+
+def test_progress_is_reported_from_inside_the_loop(mse_problem, capfd):
+    sol = ufm.solve(mse_problem, ufm.solvers.GradientDescent(1e-3), mse_problem.init(jax.random.key(0)),
+                    max_steps=30, progress_every=10)
+    jax.effects_barrier()
+    lines = [l for l in capfd.readouterr().err.splitlines() if l.startswith("ufm.solve:")]
+    assert [int(l.split()[2]) for l in lines] == [10, 20, 30]
+    assert f"{float(sol.value):.15g}" in lines[-1]
+    with pytest.raises(ValueError, match="progress_every"):
+        ufm.solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)), progress_every=-1)

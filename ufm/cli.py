@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--gtol", type=float, default=1e-12)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--init-scale", type=float, default=0.5)
+    s.add_argument("--progress-every", type=int, default=0, metavar="N",
+                   help="print progress every N steps (from inside the compiled loop)")
     s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
     s.add_argument("--out", metavar="PATH.npz", help="save the solution (npz + json, atomically)")
     return p
@@ -142,7 +144,7 @@ def cmd_solve(args) -> int:
     if args.init_scale <= 0:
         raise ValueError(f"init-scale must be > 0, got {args.init_scale}")
     sol = ufm.solve(problem, solver, problem.init(jax.random.key(args.seed), args.init_scale),
-                    max_steps=args.max_steps, gtol=args.gtol)
+                    max_steps=args.max_steps, gtol=args.gtol, progress_every=args.progress_every)
     print(f"status {sol.status_name}, {int(sol.num_steps)} steps, F = {float(sol.value):.15g}, "
           f"|grad| = {float(sol.grad_norm):.3e}")
     ok = True

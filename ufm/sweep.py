@@ -36,8 +36,29 @@ def replace_hyper(obj, name: str, value):
     return dataclasses.replace(obj, **{head: value})
 
 
+def _batch_placement(devices, size: int):
+    """(padded size, sharding of batched leaves, sharding of shared leaves) for ``devices``.
+
+    The batch axis is split over a 1-D mesh; it is padded (by repeating its last row) to a multiple
+    of the device count, and the caller slices the padding off the result.
+    """
+    devices = list(jax.devices() if devices == "all" else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
+    padded = -(-size // len(devices)) * len(devices)
+    P = jax.sharding.PartitionSpec
+    return padded, jax.sharding.NamedSharding(mesh, P("batch")), jax.sharding.NamedSharding(mesh, P())
+
+
+def _pad_rows(tree, padded: int):
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - x.shape[0], axis=0)])
+                        if padded > x.shape[0] else x, tree)
+
+
 def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
-               params_batched: bool = False, max_steps: int = 10_000, gtol: float = 1e-10) -> Solution:
+               params_batched: bool = False, max_steps: int = 10_000, gtol: float = 1e-10,
+               devices=None) -> Solution:
     """Solve ``problem`` for every row of the hyperparameter grid ``over`` in one compiled call.
 
     Args:
@@ -48,6 +69,9 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
             [B]; all of the same length.
         params_batched: whether ``params`` has a leading batch axis.
         max_steps, gtol: as in :func:`ufm.solve`.
+        devices: ``None`` (default placement), ``"all"`` (every local device) or a list of
+            devices: the grid is split over them along its batch axis (a 1-D ``Mesh`` with
+            ``NamedSharding``; one program, each device solving its share of the rows).
 
     Returns:
         A :class:`ufm.Solution` whose fields have a leading axis of size B.
@@ -63,8 +87,15 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
     for n, v in zip(names, values):  # validation before tracing
         replace_hyper(problem, n, v)
     check_int("max_steps", max_steps, low=1)
-    return _vmap_solve(problem, solver, params, values, jnp.asarray(gtol), names=names,
+    size = sizes.pop()
+    if devices is not None:
+        padded, batched, shared = _batch_placement(devices, size)
+        values = jax.device_put(_pad_rows(values, padded), batched)
+        params = jax.device_put(_pad_rows(params, padded) if params_batched else params,
+                                batched if params_batched else shared)
+    sols = _vmap_solve(problem, solver, params, values, jnp.asarray(gtol), names=names,
                        max_steps=int(max_steps), params_batched=params_batched)
+    return sols if devices is None else jax.tree.map(lambda x: x[:size], sols)
 
 
 @functools.partial(jax.jit, static_argnames=("names", "max_steps", "params_batched"))
@@ -80,7 +111,8 @@ def _vmap_solve(problem, solver, params, values, gtol, *, names, max_steps, para
 
 def multi_start(problem, solver, key: jax.Array, num_starts: int,
                 scales: Sequence[float] | float = 1.0, *, max_steps: int = 10_000,
-                gtol: float = 1e-10, restarts: int = 0, batching: str = "vmap") -> Solution:
+                gtol: float = 1e-10, restarts: int = 0, batching: str = "vmap",
+                devices=None) -> Solution:
     """Solve from ``num_starts`` random starts per init scale, in one compiled call.
 
     Starts are ``problem.init(key_i, scale)`` for independent keys and every scale in ``scales``
@@ -95,6 +127,8 @@ def multi_start(problem, solver, key: jax.Array, num_starts: int,
             the batched loop slowly: ~15 s for a small deep model on CPU); ``"map"`` runs them one
             after another inside the same compiled program (``lax.map``; ~3× faster to compile,
             the better choice for small CPU problems).
+        devices: ``None``, ``"all"`` or a list of devices to split the starts over (as in
+            :func:`vmap_solve`).
     """
     num_starts = check_int("num_starts", num_starts, low=1)
     restarts = check_int("restarts", restarts, low=0)
@@ -104,8 +138,13 @@ def multi_start(problem, solver, key: jax.Array, num_starts: int,
     keys = jax.random.split(key, num_starts * scales.shape[0])
     scale_per_run = jnp.repeat(scales, num_starts)
     check_int("max_steps", max_steps, low=1)
-    return _multi_start(problem, solver, keys, scale_per_run, jnp.asarray(gtol), max_steps=int(max_steps),
+    size = keys.shape[0]
+    if devices is not None:
+        padded, batched, _ = _batch_placement(devices, size)
+        keys, scale_per_run = jax.device_put(_pad_rows((keys, scale_per_run), padded), batched)
+    sols = _multi_start(problem, solver, keys, scale_per_run, jnp.asarray(gtol), max_steps=int(max_steps),
                         restarts=restarts, batching=batching)
+    return sols if devices is None else jax.tree.map(lambda x: x[:size], sols)
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps", "restarts", "batching"))

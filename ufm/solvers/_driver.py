@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import sys
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -60,8 +61,13 @@ class _Carry(NamedTuple):
     trace: Optional[Array]
 
 
+def _report_progress(step, value, grad_norm):
+    print(f"ufm.solve: step {int(step):>8d}  F = {float(value):.15g}  |grad| = {float(grad_norm):.3e}",
+          file=sys.stderr, flush=True)
+
+
 def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-10,
-          record_every: int = 0) -> Solution:
+          record_every: int = 0, progress_every: int = 0) -> Solution:
     """Minimise ``problem.value`` from ``params`` with ``solver``, as one compiled loop.
 
     Stops when the (Riemannian) gradient norm is ≤ ``gtol``, after ``max_steps`` steps, when the
@@ -75,6 +81,8 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         max_steps: step budget (≥ 1).
         gtol: gradient-norm tolerance (≥ 0).
         record_every: record (value, grad_norm) every this many steps; 0 records nothing.
+        progress_every: print step, value and gradient norm to stderr every this many steps, from
+            inside the compiled loop (``jax.debug.callback``); 0 prints nothing.
 
     Returns:
         A :class:`Solution`.
@@ -92,15 +100,16 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         raise ValueError(f"solver must define init and step, got {type(solver).__name__}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 0:
-        raise ValueError(f"record_every must be an integer >= 0, got {record_every!r}")
+    for name, every in (("record_every", record_every), ("progress_every", progress_every)):
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {every!r}")
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
     return _solve(problem, solver, params, jnp.asarray(gtol), max_steps=int(max_steps),
-                  record_every=int(record_every))
+                  record_every=int(record_every), progress_every=int(progress_every))
 
 
-@functools.partial(jax.jit, static_argnames=("max_steps", "record_every"))
-def _solve(problem, solver, params, gtol, *, max_steps, record_every):
+@functools.partial(jax.jit, static_argnames=("max_steps", "record_every", "progress_every"))
+def _solve(problem, solver, params, gtol, *, max_steps, record_every, progress_every=0):
     state = solver.init(problem, params)
     value = state.value
     grad_norm = problem.manifold.norm(params, state.grad)
@@ -122,6 +131,10 @@ def _solve(problem, solver, params, gtol, *, max_steps, record_every):
             row = jnp.stack([info.value, info.grad_norm])
             trace = jax.lax.cond(step % record_every == 0,
                                  lambda t: t.at[step // record_every].set(row), lambda t: t, trace)
+        if progress_every:
+            jax.lax.cond(step % progress_every == 0,
+                         lambda: jax.debug.callback(_report_progress, step, info.value, info.grad_norm),
+                         lambda: None)
         return _Carry(new_params, new_state, info.value, info.grad_norm, step, stalled, trace)
 
     init = _Carry(params, state, value, grad_norm, jnp.asarray(0), jnp.asarray(False), trace)
