@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -172,15 +170,8 @@ def figure(results: dict, path: Path) -> None:
     fig.suptitle(f"Plain UFM, K = {K}, n = {N_PER_CLASS}, d = {DIM}, free bias: every loss gives a "
                  f"simplex ETF, at its own scale. Bottom: solver W Wᵀ at λ = {lam_gram:.3g}",
                  fontsize=11)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        io.save_figure(path, fig, bbox_inches="tight")
     finally:
         plt.close(fig)
 

@@ -55,3 +55,22 @@ def test_save_solution(tmp_path):
     np.testing.assert_array_equal(arrays["W"], np.asarray(sol.params.W))
     meta = io.load_json(path.with_suffix(".json"))
     assert meta["seed"] == 0 and meta["config"]["model"] == "ufm"
+
+
+def test_save_figure_atomic(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = io.save_figure(tmp_path / "f.png", fig)
+    first = path.read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(io.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    ax.plot([0, 1], [0, 1])
+    with pytest.raises(KeyboardInterrupt):
+        io.save_figure(path, fig)
+    assert path.read_bytes() == first and [p.name for p in tmp_path.iterdir()] == ["f.png"]
+    plt.close(fig)

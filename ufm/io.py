@@ -86,6 +86,15 @@ def load_json(path) -> dict:
         return json.load(fh)
 
 
+def save_figure(path, fig, *, dpi: int = 110, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure (format from the suffix), atomically. Returns the path."""
+    path = _check_target(Path(path))
+    fmt = path.suffix.lstrip(".") or "png"
+    with _atomic(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi, **savefig_kwargs)
+    return path
+
+
 def save_solution(path, problem, solution, *, seed: int | None = None, extra: Mapping | None = None) -> Path:
     """Save a solution: arrays to ``path`` (.npz) and config/metadata to ``path`` with .json."""
     path = _check_target(Path(path))
