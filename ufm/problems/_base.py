@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, check_int, default_float
+from ufm._types import Array, check_int, check_scalar, default_float, is_concrete
 from ufm.manifolds import Euclidean
 
 
@@ -23,6 +23,26 @@ def problem_dataclass(meta: Sequence[str]):
             cls, data_fields=[n for n in names if n not in meta], meta_fields=list(meta))
 
     return wrap
+
+
+def check_bias(bias) -> None:
+    """``bias`` must be a real bool (static: it changes the parameters' layout)."""
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueError(f"bias must be True or False, got {bias!r}")
+
+
+def check_loss(loss, supported: tuple, allowed: str) -> None:
+    """``loss`` must be an instance of one of ``supported``; ``allowed`` describes them."""
+    if not isinstance(loss, supported):
+        raise ValueError(f"loss must be {allowed} from ufm.losses, got {loss!r}")
+
+
+def check_decays(problem) -> None:
+    """λ_W, λ_H, λ_b ≥ 0, and λ_b = 0 without a bias."""
+    for name in ("lambda_W", "lambda_H", "lambda_b"):
+        check_scalar(name, getattr(problem, name), low=0.0, high=None, allowed=">= 0")
+    if not problem.bias and is_concrete(problem.lambda_b) and np.any(np.asarray(problem.lambda_b) != 0):
+        raise ValueError(f"lambda_b must be 0 when bias=False, got {problem.lambda_b!r}")
 
 
 def normalise_counts(num_classes, num_per_class) -> tuple[int, ...] | int:

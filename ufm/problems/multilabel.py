@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
+from ufm._types import Array, ArrayLike, check_int, default_float
 from ufm.losses import PickAllLabel, PickAllLabelNormalised
-from ufm.problems._base import LinearClassifier, problem_dataclass, to_float
+from ufm.problems._base import (LinearClassifier, check_bias, check_decays, check_loss,
+                                problem_dataclass, to_float)
 from ufm.theory.multilabel import balanced_counts, canonical_label_sets
 
 _SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
@@ -119,15 +120,9 @@ class MultiLabelUFM(LinearClassifier):
         K = check_int("num_classes", self.num_classes, low=2)
         object.__setattr__(self, "label_sets", normalise_label_sets(self.label_sets, K))
         check_int("dim", self.dim, low=1)
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-        if not isinstance(self.loss, _SUPPORTED_LOSSES):
-            raise ValueError(f"loss must be PickAllLabel() or PickAllLabelNormalised() from "
-                             f"ufm.losses, got {self.loss!r}")
-        for name in ("lambda_W", "lambda_H", "lambda_b"):
-            check_scalar(name, getattr(self, name), low=0.0, high=None, allowed=">= 0")
-        if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):
-            raise ValueError(f"lambda_b must be 0 when bias=False, got {self.lambda_b!r}")
+        check_bias(self.bias)
+        check_loss(self.loss, _SUPPORTED_LOSSES, "PickAllLabel() or PickAllLabelNormalised()")
+        check_decays(self)
 
     @classmethod
     def balanced(cls, num_classes: int, counts_by_size: Mapping[int, int], dim: int,

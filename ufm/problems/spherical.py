@@ -7,13 +7,12 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ufm import theory
 from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing
 from ufm.manifolds import Euclidean, Oblique, Product
-from ufm.problems._base import ClassLabels, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import ClassLabels, check_bias, check_loss, normalise_counts, problem_dataclass, to_float
 
 _SUPPORTED_LOSSES = (CrossEntropy, LabelSmoothing, Focal)
 
@@ -71,11 +70,8 @@ class SphericalUFM(ClassLabels):
     def __post_init__(self):
         object.__setattr__(self, "num_per_class", normalise_counts(self.num_classes, self.num_per_class))
         check_int("dim", self.dim, low=2)
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-        if not isinstance(self.loss, _SUPPORTED_LOSSES):
-            raise ValueError(f"loss must be one of CrossEntropy(), LabelSmoothing(alpha), Focal(gamma) "
-                             f"from ufm.losses, got {self.loss!r}")
+        check_bias(self.bias)
+        check_loss(self.loss, _SUPPORTED_LOSSES, "one of CrossEntropy(), LabelSmoothing(alpha), Focal(gamma)")
         for name in ("radius_W", "radius_H", "temperature"):
             check_scalar(name, getattr(self, name), low=0.0, low_open=True, high=None, allowed="> 0")
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ufm import theory
-from ufm._types import ArrayLike, check_int, check_scalar, is_concrete
+from ufm._types import ArrayLike, check_int
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
-from ufm.problems._base import ClassLabels, LinearClassifier, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import (ClassLabels, LinearClassifier, check_bias, check_decays, check_loss,
+                                normalise_counts, problem_dataclass, to_float)
 from ufm.problems._base import UFMParams  # noqa: F401  (re-exported: the plain UFM's parameters)
 
 _SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
@@ -49,15 +48,9 @@ class UFM(ClassLabels, LinearClassifier):
     def __post_init__(self):
         object.__setattr__(self, "num_per_class", normalise_counts(self.num_classes, self.num_per_class))
         check_int("dim", self.dim, low=1)
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-        if not isinstance(self.loss, _SUPPORTED_LOSSES):
-            raise ValueError(f"loss must be one of MSE(), CrossEntropy(), LabelSmoothing(alpha), "
-                             f"Focal(gamma) from ufm.losses, got {self.loss!r}")
-        for name in ("lambda_W", "lambda_H", "lambda_b"):
-            check_scalar(name, getattr(self, name), low=0.0, high=None, allowed=">= 0")
-        if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):
-            raise ValueError(f"lambda_b must be 0 when bias=False, got {self.lambda_b!r}")
+        check_bias(self.bias)
+        check_loss(self.loss, _SUPPORTED_LOSSES, "one of MSE(), CrossEntropy(), LabelSmoothing(alpha), Focal(gamma)")
+        check_decays(self)
 
     @property
     def reference_geometry(self) -> str:
