@@ -9,13 +9,14 @@ ROOT = Path(ufm.__file__).parent
 # Row of each top-level unit; a module may import only units of a strictly lower row.
 ROWS = {
     "_types": 0, "_version": 0,
-    "losses": 1, "manifolds": 1, "theory": 1,
-    "problems": 2,
-    "solvers": 3,
-    "metrics": 4, "landscape": 4,
-    "sweep": 5, "compare": 5,
-    "io": 6, "plots": 6, "cases": 6,
-    "cli": 7, "__main__": 8,
+    "labels": 1,
+    "losses": 2, "manifolds": 2, "theory": 2,
+    "problems": 3,
+    "solvers": 4,
+    "metrics": 5, "landscape": 5,
+    "sweep": 6, "compare": 6,
+    "io": 7, "plots": 7, "cases": 7,
+    "cli": 8, "__main__": 9,
 }
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-from typing import Any
+import os
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,26 +29,35 @@ def is_concrete(value: Any) -> bool:
 
 
 def check_scalar(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = True, allowed: str = "") -> None:
-    """Raise ``ValueError`` naming ``name`` unless every entry of ``value`` lies in the range.
+                 low_open: bool = False, high_open: bool = True, allowed: str = "",
+                 shape: tuple | None = ()) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a real number in the range.
 
-    Tracers and non-numeric placeholders (as created by ``jax.tree_util`` internals) pass
+    ``None``, strings, bools, lists, complex numbers and arrays of another ``shape`` (default: a
+    scalar; ``shape=None`` accepts any shape) are refused with the argument's name. Tracers and
+    non-numeric placeholders (as created by ``jax.tree_util`` internals while unflattening) pass
     silently: validation happens once, in Python, when a user builds the object.
     """
+    desc = allowed or "a real number"
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_, complex, list, tuple, dict, set)):
+        raise ValueError(f"{name} must be {desc}, got {value!r}")
     if not is_concrete(value):
         return
     arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be a real number, got {value!r}")
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real number ({desc}), got {value!r}")
+    if shape is not None and arr.shape != tuple(shape):
+        what = "a scalar" if shape == () else f"an array of shape {tuple(shape)}"
+        raise ValueError(f"{name} must be {what} ({desc}), got an array of shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite ({desc}), got {value!r}")
     bad = np.zeros(arr.shape, bool)
     if low is not None:
         bad |= (arr <= low) if low_open else (arr < low)
     if high is not None:
         bad |= (arr >= high) if high_open else (arr > high)
     if np.any(bad):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be {desc}, got {value!r}")
 
 
 def check_int(name: str, value: Any, *, low: int) -> int:
@@ -56,3 +67,43 @@ def check_int(name: str, value: Any, *, low: int) -> int:
     if value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def pytree_dataclass(cls=None, *, meta: Sequence[str] = ()):
+    """Frozen dataclass registered as a pytree: ``meta`` fields are static (a change recompiles),
+    every other field is an array leaf (hyperparameters: sweep them under ``vmap``).
+
+    The one decorator of the library's problems, losses, manifolds and solvers.
+    """
+
+    def wrap(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        return jax.tree_util.register_dataclass(
+            cls, data_fields=[n for n in names if n not in meta], meta_fields=list(meta))
+
+    return wrap if cls is None else wrap(cls)
+
+
+def available_memory() -> int:
+    """Bytes of physical memory of this machine (a generous bound for a size guard)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: no guard
+        return 1 << 62
+
+
+# A solve holds the parameters several times over (gradient, solver state such as L-BFGS
+# memory, line-search trial points, outputs): the guard asks for this many copies to fit.
+SOLVE_COPIES = 16
+
+
+def check_fits_in_memory(what: str, num_floats: int, itemsize: int = 8) -> None:
+    """Raise ``ValueError`` before anything is allocated when a problem of ``num_floats`` floats
+    (parameters plus per-sample outputs) could not be solved in this machine's memory."""
+    need = int(num_floats) * int(itemsize) * SOLVE_COPIES
+    have = available_memory()
+    if need > have:
+        raise ValueError(f"{what} needs about {need / 2**30:.3g} GiB to solve ({int(num_floats):,} floats of "
+                         f"{itemsize} bytes, {SOLVE_COPIES} working copies) but this machine has "
+                         f"{have / 2**30:.3g} GiB: reduce the sizes")

@@ -1,7 +1,8 @@
-"""Per-sample losses ``loss(outputs [N, K], targets [N, K]) -> [N]``.
+"""Per-sample losses ``loss(outputs [N, K], targets) -> [N]``.
 
-Targets are dense: one-hot rows for single-label classification, multi-hot rows for the
-multi-label pick-all-label loss, real rows for regression. Every loss is a frozen dataclass
+Single-label losses (MSE, CrossEntropy, LabelSmoothing, Focal) take integer labels [N] (the
+problems pass these: no dense one-hot matrix is ever built) or dense target rows [N, K] (one-hot,
+soft, or real-valued rows for MSE). The multi-label pick-all-label losses take multi-hot rows. Every loss is a frozen dataclass
 registered as a pytree whose hyperparameters (``alpha``, ``gamma``) are array leaves, so a sweep
 over them runs under ``jax.vmap`` without recompiling.
 
@@ -23,6 +24,28 @@ import optax
 from ufm._types import Array, ArrayLike, check_scalar
 
 
+def _is_labels(targets) -> bool:
+    """Integer class labels [N] (as opposed to dense target rows [N, K])."""
+    return jnp.issubdtype(jnp.asarray(targets).dtype, jnp.integer)
+
+
+def _true_class(values: Array, labels: Array) -> Array:
+    """values[i, labels[i]] without a one-hot matrix."""
+    return jnp.take_along_axis(values, labels[..., None], axis=-1)[..., 0]
+
+
+def _residual(outputs: Array, targets: Array) -> Array:
+    if _is_labels(targets):
+        return outputs - jax.nn.one_hot(targets, outputs.shape[-1], dtype=outputs.dtype)
+    return outputs - targets
+
+
+def _cross_entropy(outputs: Array, targets: Array) -> Array:
+    if _is_labels(targets):
+        return jax.nn.logsumexp(outputs, axis=-1) - _true_class(outputs, targets)
+    return optax.softmax_cross_entropy(outputs, targets)
+
+
 def _pytree_dataclass(cls):
     cls = dataclasses.dataclass(frozen=True)(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
@@ -36,17 +59,17 @@ class MSE:
     name = "mse"
 
     def __call__(self, outputs: Array, targets: Array) -> Array:
-        return 0.5 * jnp.sum((outputs - targets) ** 2, axis=-1)
+        return 0.5 * jnp.sum(_residual(outputs, targets) ** 2, axis=-1)
 
 
 @_pytree_dataclass
 class CrossEntropy:
-    """Softmax cross-entropy logsumexp(z) − ⟨y, z⟩ for one-hot y (optax's softmax_cross_entropy)."""
+    """Softmax cross-entropy logsumexp(z) − z_y (labels), or optax's softmax_cross_entropy (rows)."""
 
     name = "ce"
 
     def __call__(self, outputs: Array, targets: Array) -> Array:
-        return optax.softmax_cross_entropy(outputs, targets)
+        return _cross_entropy(outputs, targets)
 
 
 @_pytree_dataclass
@@ -64,6 +87,10 @@ class LabelSmoothing:
         check_scalar("alpha", self.alpha, low=0.0, high=1.0, allowed="in [0, 1)")
 
     def __call__(self, outputs: Array, targets: Array) -> Array:
+        if _is_labels(targets):  # (1 − α) CE + α (logsumexp − mean z): no smoothed target matrix
+            lse = jax.nn.logsumexp(outputs, axis=-1)
+            return ((1 - self.alpha) * (lse - _true_class(outputs, targets))
+                    + self.alpha * (lse - jnp.mean(outputs, axis=-1)))
         return optax.softmax_cross_entropy(outputs, optax.smooth_labels(targets, self.alpha))
 
 
@@ -82,7 +109,9 @@ class Focal:
         check_scalar("gamma", self.gamma, low=0.0, allowed=">= 0", high=None)
 
     def __call__(self, outputs: Array, targets: Array) -> Array:
-        log_p = jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1)
+        log_softmax = jax.nn.log_softmax(outputs, axis=-1)
+        log_p = (_true_class(log_softmax, targets) if _is_labels(targets)
+                 else jnp.sum(targets * log_softmax, axis=-1))
         # (1 - p)^γ via -expm1(log p): accurate when p → 1, where the collapse happens.
         one_minus_p = -jnp.expm1(log_p)
         # Where log p rounds to 0 (margins ≳ 37 in float64, ≳ 17 in float32), d(x^γ)/dx at x = 0

@@ -84,8 +84,9 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
     if len(sizes) != 1 or None in sizes:
         raise ValueError(f"every array in over must be 1-D of one length, got shapes "
                          f"{[v.shape for v in values]}")
-    for n, v in zip(names, values):  # validation before tracing
-        replace_hyper(problem, n, v)
+    for n, v in zip(names, values):  # validation before tracing, one grid value at a time
+        for x in np.unique(np.asarray(v)):
+            replace_hyper(problem, n, x)
     check_int("max_steps", max_steps, low=1)
     size = sizes.pop()
     if devices is not None:

@@ -9,20 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, check_int, check_scalar, default_float, is_concrete
+from ufm._types import Array, check_int, check_scalar, default_float, is_concrete, pytree_dataclass
+from ufm.labels import counts_tuple, normalise_counts
 from ufm.manifolds import Euclidean
 
 
 def problem_dataclass(meta: Sequence[str]):
-    """Frozen dataclass registered as a pytree; ``meta`` fields are static, the rest are leaves."""
-
-    def wrap(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-        return jax.tree_util.register_dataclass(
-            cls, data_fields=[n for n in names if n not in meta], meta_fields=list(meta))
-
-    return wrap
+    """Frozen pytree dataclass of a problem (:func:`ufm._types.pytree_dataclass`)."""
+    return pytree_dataclass(meta=meta)
 
 
 def check_bias(bias) -> None:
@@ -43,23 +37,6 @@ def check_decays(problem) -> None:
         check_scalar(name, getattr(problem, name), low=0.0, high=None, allowed=">= 0")
     if not problem.bias and is_concrete(problem.lambda_b) and np.any(np.asarray(problem.lambda_b) != 0):
         raise ValueError(f"lambda_b must be 0 when bias=False, got {problem.lambda_b!r}")
-
-
-def normalise_counts(num_classes, num_per_class) -> tuple[int, ...] | int:
-    """Validate ``num_per_class`` (an int, or one count per class) and return it hashable."""
-    K = check_int("num_classes", num_classes, low=2)
-    if isinstance(num_per_class, (list, tuple, np.ndarray)):
-        counts = tuple(check_int(f"num_per_class[{k}]", int(c) if isinstance(c, np.integer) else c, low=1)
-                       for k, c in enumerate(num_per_class))
-        if len(counts) != K:
-            raise ValueError(f"num_per_class must have one count per class (num_classes={K}), "
-                             f"got {len(counts)} counts")
-        return counts[0] if len(set(counts)) == 1 else counts
-    return check_int("num_per_class", num_per_class, low=1)
-
-
-def counts_tuple(num_classes: int, num_per_class) -> tuple[int, ...]:
-    return (num_per_class,) * num_classes if isinstance(num_per_class, int) else tuple(num_per_class)
 
 
 def to_float(x):
@@ -91,8 +68,16 @@ class ClassLabels:
 
     @property
     def targets(self) -> Array:
-        """One-hot targets [N, K]."""
-        return jnp.asarray(np.eye(self.num_classes)[self.labels], dtype=default_float())
+        """Integer labels [N] built inside the compiled program from the static counts (an iota,
+        not an N-sized constant; no one-hot matrix): what the problem passes to its loss."""
+        K = self.num_classes
+        counts = self.num_per_class if self.balanced else jnp.asarray(self.counts)
+        return jnp.repeat(jnp.arange(K), counts, total_repeat_length=self.num_samples)
+
+    @property
+    def one_hot(self) -> np.ndarray:
+        """Dense one-hot targets [N, K] (NumPy; for metrics and plots, never the objective)."""
+        return np.eye(self.num_classes)[self.labels]
 
 
 class UFMParams(NamedTuple):

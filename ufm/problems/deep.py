@@ -118,7 +118,7 @@ class DeepUFM(ClassLabels):
             if len(shape) == 0 or shape[-1] != len(widths):
                 raise ValueError(f"lambdas must hold one decay per weight layer (depth L={len(widths)}), "
                                  f"got shape {shape}: {lambdas!r}")
-        check_scalar("lambdas", lambdas, low=0.0, high=None, allowed=">= 0")
+        check_scalar("lambdas", lambdas, low=0.0, high=None, allowed=">= 0", shape=None)
         check_scalar("lambda_H", self.lambda_H, low=0.0, high=None, allowed=">= 0")
         check_scalar("lambda_b", self.lambda_b, low=0.0, high=None, allowed=">= 0")
         if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):

@@ -14,68 +14,9 @@ from ufm._types import Array, ArrayLike, check_int, default_float
 from ufm.losses import PickAllLabel, PickAllLabelNormalised
 from ufm.problems._base import (LinearClassifier, check_bias, check_decays, check_loss,
                                 problem_dataclass, to_float)
-from ufm.theory.multilabel import balanced_counts, canonical_label_sets
+from ufm.labels import balanced_counts, canonical_label_sets, multi_hot, normalise_label_sets
 
 _SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
-
-
-def _is_index(k) -> bool:
-    return isinstance(k, (numbers.Integral, np.integer)) and not isinstance(k, (bool, np.bool_))
-
-
-def _label_sets_from_multi_hot(Y, K: int) -> tuple[tuple[int, ...], ...]:
-    Y = np.asarray(Y)
-    if Y.ndim != 2 or Y.shape[0] < 1 or Y.shape[1] != K:
-        raise ValueError(f"label_sets given as a multi-hot matrix must have shape [N, num_classes="
-                         f"{K}] with N >= 1, got shape {Y.shape}")
-    if Y.dtype.kind not in "biuf" or not np.all((Y == 0) | (Y == 1)):
-        raise ValueError("label_sets given as a multi-hot matrix must have entries in {0, 1}")
-    empty = np.flatnonzero(Y.sum(axis=1) == 0)
-    if empty.size:
-        raise ValueError(f"label_sets row {int(empty[0])} is empty: every sample needs at least "
-                         "one label")
-    return tuple(tuple(int(k) for k in np.flatnonzero(row)) for row in Y)
-
-
-def normalise_label_sets(label_sets, num_classes: int) -> tuple[tuple[int, ...], ...]:
-    """Validate label sets and return them as a tuple of sorted tuples (hashable, static).
-
-    Args:
-        label_sets: a sequence of label sets (each a list, tuple or set of class indices), or a
-            multi-hot array [N, K] (NumPy or JAX) of zeros and ones.
-        num_classes: K.
-
-    Raises:
-        ValueError: naming the offending sample for an empty set, an index outside [0, K), a
-            non-integer index or a repeated index.
-
-    Examples:
-        >>> normalise_label_sets([[1, 0], {2}], 3)
-        ((0, 1), (2,))
-    """
-    K = num_classes
-    if isinstance(label_sets, (np.ndarray, jax.Array)):
-        return _label_sets_from_multi_hot(label_sets, K)
-    if isinstance(label_sets, (str, bytes)) or not isinstance(label_sets, Sequence) or not label_sets:
-        raise ValueError(f"label_sets must be a non-empty sequence of label sets or a multi-hot "
-                         f"[N, {K}] array, got {label_sets!r}")
-    out = []
-    for i, S in enumerate(label_sets):
-        if isinstance(S, (np.ndarray, jax.Array)):
-            S = np.asarray(S).tolist()
-        if isinstance(S, (str, bytes)) or not isinstance(S, (Sequence, set, frozenset)):
-            raise ValueError(f"label_sets[{i}] must be a collection of class indices, got {S!r}")
-        S = list(S)
-        if not S:
-            raise ValueError(f"label_sets[{i}] is empty: every sample needs at least one label")
-        for k in S:
-            if not _is_index(k) or not 0 <= k < K:
-                raise ValueError(f"label_sets[{i}] = {S!r} has label {k!r}; labels must be integers "
-                                 f"in [0, {K - 1}] (num_classes={K})")
-        if len(set(S)) != len(S):
-            raise ValueError(f"label_sets[{i}] = {S!r} repeats a label; a label set has distinct labels")
-        out.append(tuple(sorted(int(k) for k in S)))
-    return tuple(out)
 
 
 @problem_dataclass(meta=("num_classes", "label_sets", "dim", "bias"))
@@ -158,10 +99,7 @@ class MultiLabelUFM(LinearClassifier):
     @property
     def multi_hot(self) -> np.ndarray:
         """Multi-hot targets as a NumPy array [N, K]."""
-        Y = np.zeros((self.num_samples, self.num_classes))
-        for i, S in enumerate(self.label_sets):
-            Y[i, list(S)] = 1.0
-        return Y
+        return multi_hot(self.label_sets, self.num_classes)
 
     @property
     def targets(self) -> Array:

@@ -34,7 +34,10 @@ class Solution(NamedTuple):
         status: a :class:`Status` code as an integer array.
         trace: [num_records, 2] array of (value, grad_norm) every ``record_every`` steps (NaN after
             the stop), or None.
-        state: the solver state, for warm restarts with ``solver.step``.
+        state: the solver state: pass it back as ``solve(..., state=sol.state)`` to continue
+            the same run (a warm restart, or the next chunk of a long solve).
+        gtol: the gradient-norm tolerance the solve ran with (what ``ufm.compare`` judges the
+            gradient norm against).
     """
 
     params: PyTree
@@ -44,11 +47,15 @@ class Solution(NamedTuple):
     status: Array
     trace: Optional[Array]
     state: Any
+    gtol: Array = None
 
     @property
-    def status_name(self) -> str:
-        """Status as a lower-case name (unbatched solutions only)."""
-        return Status(int(self.status)).name.lower()
+    def status_name(self):
+        """Status as a lower-case name; for a batched solution, a nested list of names."""
+        codes = np.asarray(self.status)
+        if codes.ndim == 0:
+            return Status(int(codes)).name.lower()
+        return np.vectorize(lambda c: Status(int(c)).name.lower(), otypes=[object])(codes).tolist()
 
 
 class _Carry(NamedTuple):
@@ -66,8 +73,42 @@ def _report_progress(step, value, grad_norm):
           file=sys.stderr, flush=True)
 
 
+def check_params(problem, params, name: str = "params") -> None:
+    """Raise ``ValueError`` unless ``params`` has the tree structure, shapes and float dtype of
+    ``problem.init`` (a missing bias, a transposed W or an int array would solve another problem)."""
+    init = getattr(problem, "init", None)
+    if init is None:
+        return
+    expected = jax.eval_shape(lambda: init(jax.random.key(0)))
+    exp_leaves, exp_tree = jax.tree.flatten(expected)
+    try:
+        got_leaves, got_tree = jax.tree.flatten(params)
+    except Exception as exc:  # not a pytree at all
+        raise ValueError(f"{name} must be a {type(expected).__name__} pytree, got {type(params).__name__}") from exc
+    if got_tree != exp_tree:
+        raise ValueError(f"{name} must have the structure of problem.init(key) "
+                         f"({_describe(expected)}), got {_describe(params)}")
+    for path_leaf, exp_leaf, got in zip(jax.tree_util.tree_flatten_with_path(expected)[0],
+                                        exp_leaves, got_leaves):
+        where = jax.tree_util.keystr(path_leaf[0])
+        shape = np.shape(got)
+        if tuple(shape) != tuple(exp_leaf.shape):
+            raise ValueError(f"{name}{where} must have shape {tuple(exp_leaf.shape)}, got {tuple(shape)}")
+        dtype = getattr(got, "dtype", np.asarray(got).dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"{name}{where} must be a float array, got dtype {dtype}")
+
+
+def _describe(tree) -> str:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    if not leaves:
+        return f"{type(tree).__name__} with no arrays"
+    return type(tree).__name__ + "(" + ", ".join(
+        f"{jax.tree_util.keystr(k).lstrip('.')}: {tuple(np.shape(v))}" for k, v in leaves) + ")"
+
+
 def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-10,
-          record_every: int = 0, progress_every: int = 0) -> Solution:
+          record_every: int = 0, progress_every: int = 0, state: Any = None) -> Solution:
     """Minimise ``problem.value`` from ``params`` with ``solver``, as one compiled loop.
 
     Stops when the (Riemannian) gradient norm is ≤ ``gtol``, after ``max_steps`` steps, when the
@@ -83,6 +124,9 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         record_every: record (value, grad_norm) every this many steps; 0 records nothing.
         progress_every: print step, value and gradient norm to stderr every this many steps, from
             inside the compiled loop (``jax.debug.callback``); 0 prints nothing.
+        state: a solver state from an earlier ``Solution.state`` of the same solver at
+            ``params``: the run continues where it stopped (L-BFGS memory, momentum, trust radius)
+            instead of starting afresh.
 
     Returns:
         A :class:`Solution`.
@@ -104,13 +148,15 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {every!r}")
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
-    return _solve(problem, solver, params, jnp.asarray(gtol), max_steps=int(max_steps),
+    check_params(problem, params)
+    return _solve(problem, solver, params, jnp.asarray(gtol), state, max_steps=int(max_steps),
                   record_every=int(record_every), progress_every=int(progress_every))
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps", "record_every", "progress_every"))
-def _solve(problem, solver, params, gtol, *, max_steps, record_every, progress_every=0):
-    state = solver.init(problem, params)
+def _solve(problem, solver, params, gtol, state=None, *, max_steps, record_every, progress_every=0):
+    if state is None:
+        state = solver.init(problem, params)
     value = state.value
     grad_norm = problem.manifold.norm(params, state.grad)
     trace = None
@@ -143,4 +189,5 @@ def _solve(problem, solver, params, gtol, *, max_steps, record_every, progress_e
     status = jnp.where(~finite, Status.NONFINITE,
                        jnp.where(c.grad_norm <= gtol, Status.CONVERGED,
                                  jnp.where(c.stalled, Status.STALLED, Status.MAX_STEPS)))
-    return Solution(c.params, c.value, c.grad_norm, c.step, status, c.trace, c.state)
+    return Solution(c.params, c.value, c.grad_norm, c.step, status, c.trace, c.state,
+                    jnp.broadcast_to(gtol, c.value.shape).astype(c.value.dtype))

@@ -14,7 +14,7 @@ from ufm.theory import regression
 from ufm.theory import deep
 from ufm.theory import spherical
 from ufm.theory import multilabel
-from ufm.theory._prediction import NoClosedForm, Prediction
+from ufm.theory._prediction import COLLAPSE, PARTIAL_RANK, REGIMES, ZERO, NoClosedForm, Prediction
 from ufm.theory.frames import factor_from_gram, orthogonal_frame, simplex_etf
 
 
@@ -31,5 +31,14 @@ def predict(problem) -> Prediction:
     raise NoClosedForm(f"no closed form is registered for {type(problem).__name__}")
 
 
-__all__ = ["NoClosedForm", "Prediction", "predict", "frames", "plain", "scalar", "simplex_etf",
+@functools.singledispatch
+def threshold(problem) -> float:
+    """The critical regularisation of ``problem``: the value of its model's threshold parameter
+    at which the non-zero minimiser disappears (each registration's docstring names the
+    parameter and the comparison), or ``NoClosedForm`` where the model has no threshold."""
+    raise NoClosedForm(f"no threshold is registered for {type(problem).__name__}")
+
+
+__all__ = ["NoClosedForm", "Prediction", "predict", "threshold", "REGIMES", "COLLAPSE", "PARTIAL_RANK",
+           "ZERO", "frames", "plain", "scalar", "simplex_etf",
            "orthogonal_frame", "factor_from_gram"]

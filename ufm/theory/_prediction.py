@@ -8,6 +8,14 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 
+# The one regime vocabulary of every model's prediction (``Prediction.regime``); finer detail
+# (which bias regime, which classes vanished) goes into ``Prediction.notes``.
+COLLAPSE = "collapse"  # a non-zero minimiser of full rank: the model's collapsed geometry
+PARTIAL_RANK = "partial-rank"  # a non-zero minimiser of lower rank (d < K, dropped directions, vanished classes)
+ZERO = "zero"  # past the threshold: W = H = 0 (the origin, with its bias)
+REGIMES = (COLLAPSE, PARTIAL_RANK, ZERO)
+
+
 class NoClosedForm(Exception):
     """Raised by :func:`ufm.theory.predict` where no theorem (or derivation) covers the problem.
 
@@ -26,7 +34,8 @@ class Prediction:
             ``norm_W_sq``, ``gram_W`` (W Wᵀ), ``gram_W_spectrum``, ``gram_means`` (uncentred
             class-mean Gram), ``W_means`` (W @ M_raw.T), ``bias``, ``bias_centred``, ``margin``,
             ``nc1``, ``nc2_W``, ... (see ``ufm.metrics.measure``).
-        regime: which side of the thresholds the problem is on, e.g. ``"collapse"`` or ``"zero"``.
+        regime: which side of the thresholds the problem is on: one of :data:`REGIMES`
+            (``"collapse"``, ``"partial-rank"``, ``"zero"``).
         geometry: ``"etf"``, ``"of"`` or ``"zero"``; the reference frame of the NC metrics.
         notes: caveats (non-uniqueness, conventions).
         params_builder: ``rng -> dict of arrays`` building one exact minimiser; use

@@ -37,6 +37,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ufm.labels import _check_counts, balanced_counts, canonical_label_sets
 from ufm.theory._prediction import NoClosedForm, Prediction
 from ufm.theory.frames import centering, factor_from_gram
 from ufm.theory.scalar import bisect_decreasing
@@ -44,58 +45,6 @@ from ufm.theory.scalar import bisect_decreasing
 # Metrics of ufm.metrics.multilabel that vanish at every exact non-zero minimiser.
 _ZERO_METRICS_SETS = ("nc2_W", "nc1_sets")
 _ZERO_METRICS_SINGLE = ("nc1_single", "nc3_single")
-
-
-def _check_counts(K: int, counts_by_size: Mapping[int, int]) -> dict[int, int]:
-    if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {K!r}")
-    if not isinstance(counts_by_size, Mapping) or not counts_by_size:
-        raise ValueError(f"counts_by_size must be a non-empty mapping {{set size m: count n_m}}, "
-                         f"got {counts_by_size!r}")
-    out = {}
-    for m, n in counts_by_size.items():
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= K:
-            raise ValueError(f"counts_by_size keys (label-set sizes) must be integers in [1, {K}], "
-                             f"got {m!r}")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"counts_by_size[{m}] must be an integer >= 1, got {n!r}")
-        out[int(m)] = int(n)
-    return dict(sorted(out.items()))
-
-
-def canonical_label_sets(K: int, counts_by_size: Mapping[int, int]) -> tuple[tuple[int, ...], ...]:
-    """Label sets of the balanced data, set-major: sizes ascending, each set of size m (in
-    ``itertools.combinations`` order) repeated n_m times in a row.
-
-    Examples:
-        >>> canonical_label_sets(3, {1: 2, 2: 1})
-        ((0,), (0,), (1,), (1,), (2,), (2,), (0, 1), (0, 2), (1, 2))
-    """
-    counts = _check_counts(K, counts_by_size)
-    return tuple(S for m, n in counts.items() for S in itertools.combinations(range(K), m)
-                 for _ in range(n))
-
-
-def balanced_counts(K: int, label_sets: Sequence[Sequence[int]]) -> dict[int, int] | None:
-    """{m: n_m} when every label set of each occurring size m occurs exactly n_m times, else None.
-
-    The order of the samples does not matter. Label sets must already be valid (sorted tuples).
-
-    Examples:
-        >>> balanced_counts(3, [(0,), (1,), (2,), (0, 1), (0, 2), (1, 2)])
-        {1: 1, 2: 1}
-        >>> balanced_counts(3, [(0,), (1,)]) is None
-        True
-    """
-    occurrences = Counter(tuple(sorted(S)) for S in label_sets)
-    counts: dict[int, int] = {}
-    for m in sorted({len(S) for S in occurrences}):
-        seen = {S: c for S, c in occurrences.items() if len(S) == m}
-        values = set(seen.values())
-        if len(seen) != math.comb(K, m) or len(values) != 1:
-            return None
-        counts[m] = values.pop()
-    return counts
 
 
 def pal_sizes(K: int, counts_by_size: Mapping[int, int]) -> tuple[dict[int, int], int]:
