@@ -88,3 +88,39 @@ def test_metrics_accept_numpy_and_jax():
     H, y = _collapsed(W, 2)
     assert float(metrics.nc3_zhu(jnp.asarray(W), jnp.asarray(H), y, "etf")) == pytest.approx(
         float(metrics.nc3_zhu(W, H, y, "etf")), abs=1e-15)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda H, W, y: metrics.nc4(H * np.nan, W, None, y), "H has non-finite"),
+    (lambda H, W, y: metrics.nc4(H, np.full_like(W, np.inf), None, y), "W has non-finite"),
+    (lambda H, W, y: metrics.nc1(H, y - 1, 3), r"labels\[0\] = -1"),
+    (lambda H, W, y: metrics.nc1(H, np.where(y == 2, 3, y), 3), "out of range"),
+    (lambda H, W, y: metrics.nc1(H, y, 1), "num_classes"),
+    (lambda H, W, y: metrics.nc1(H, np.zeros_like(y), 3), "no sample of class 1"),
+    (lambda H, W, y: metrics.nc1(H, y[:3], 3), "one entry per row"),
+    (lambda H, W, y: metrics.nc1(H[0], y, 3), "2-D"),
+    (lambda H, W, y: metrics.class_means(np.zeros((0, 3)), [], 3), "at least 1 row"),
+    (lambda H, W, y: metrics.etf_distance(np.ones((2, 3))), "square"),
+    (lambda H, W, y: metrics.of_distance(np.ones((1, 1))), "G must"),
+    (lambda H, W, y: metrics.equinorm(W[:1]), "at least 2 row"),
+    (lambda H, W, y: metrics.nc4(H, W, np.ones(2), y), "b must have 3 entries"),
+    (lambda H, W, y: metrics.nc3_zhu(W[:, :2], H, y, "etf"), "H must have 2 columns"),
+])
+def test_bad_metric_inputs_name_the_argument(call, fragment):
+    W = simplex_etf(3, 3)
+    H, y = _collapsed(W, 2)
+    with pytest.raises(ValueError, match=fragment):
+        call(H, W, y)
+
+
+def test_metrics_work_under_jit_on_tracers():
+    import jax
+    import jax.numpy as jnp
+
+    W = simplex_etf(3, 3)
+    H, y = _collapsed(W, 2)
+    Hp = H + 0.1 * np.random.default_rng(0).standard_normal(H.shape)
+    eager = float(metrics.nc1(Hp, y, 3))
+    assert float(jax.jit(lambda H: metrics.nc1(H, y, 3))(jnp.asarray(Hp))) == pytest.approx(eager, rel=1e-10)
+    traced_labels = jax.jit(lambda H, y: metrics.nc4(H, jnp.asarray(W), None, y))
+    assert float(traced_labels(jnp.asarray(H), jnp.asarray(y))) == 0.0
