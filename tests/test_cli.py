@@ -46,11 +46,29 @@ def test_verify_failure_exits_1_and_keeps_previous_report(tmp_path, monkeypatch,
     (["verify", "--quick", "--full"], "not allowed"),
     (["verify", "--only", "no-such-row"], "matches no row"),
     (["verify", "--out", "/nonexistent-dir/x.json"], "does not exist"),
+    (["verify", "--out", "/proc/self/report.json"], "cannot write"),
+    (["solve", "--out", "/proc/self/sol.npz"], "cannot write"),
+    (["solve", "--lr", "0", "--solver", "gd"], "--lr: must be > 0"),
+    (["solve", "--lr", "-1", "--solver", "adam"], "--lr: must be > 0"),
+    (["solve", "--lr", "0.1"], "--lr applies to --solver gd or adam"),
+    (["solve", "--K", "99999999999999999999"], "--K: must be an integer in"),
+    (["solve", "--max-steps", "99999999999999999999"], "--max-steps: must be an integer in"),
+    (["solve", "--max-steps", "0"], "--max-steps"),
+    (["solve", "--seed", "-1"], "--seed"),
+    (["solve", "--n", "-3"], "num_per_class"),
+    (["solve", "--K", "2000", "--n", "100000", "--d", "2000"], "GiB"),
+    (["solve", "--lambda-H", "nan"], "--lambda-H: must be a finite number"),
+    (["solve", "--gtol", "inf"], "--gtol: must be a finite number"),
+    (["solve", "--gamma", "-1", "--loss", "fl"], "gamma"),
+    (["solve", "--alpha", "1", "--loss", "ls"], "alpha"),
+    (["solve", "--K", "2.5"], "--K: must be an integer"),
+    (["solve", "--bogus"], "unrecognized arguments"),
     (["solve", "--K", "1"], "num_classes"),
     (["solve", "--lambda-W", "-1"], "lambda_W"),
     (["solve", "--d", "0"], "dim"),
     (["solve", "--loss", "hinge"], "invalid choice"),
     (["solve", "--init-scale", "0"], "init-scale"),
+    (["solve", "--init-scale", "nan"], "init-scale"),
     (["solve", "--out", "x.txt"], ".npz"),
     (["frobnicate"], "invalid choice"),
     ([], "command is required"),
@@ -111,3 +129,142 @@ def test_solve_float32_is_judged_at_float32_precision():
                            "--n", "5", "--d", "4"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout and "1e-04" in proc.stdout
+
+
+def test_version(capsys):
+    from ufm import __version__
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"ufm {__version__}"
+
+
+def test_non_finite_solve_has_its_own_exit_code(tmp_path, capsys):
+    out = tmp_path / "diverged.npz"
+    code = cli.main(["solve", "--solver", "gd", "--lr", "100", "--K", "3", "--n", "2", "--d", "3",
+                     "--max-steps", "2000", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == cli.EXIT_NONFINITE == 3
+    assert "status nonfinite" in printed.out and "Eigenvalues" not in printed.out + printed.err
+    assert json.loads(out.with_suffix(".json").read_text())["status"] == "nonfinite"
+
+
+def test_lr_is_respected(tmp_path):
+    """--lr reaches the solver (not replaced by a default): the record holds it."""
+    out = tmp_path / "s.npz"
+    assert cli.main(["solve", "--solver", "gd", "--lr", "0.037", "--loss", "mse", "--K", "3", "--n", "2",
+                     "--d", "3", "--lambda-W", "0.01", "--lambda-H", "0.01", "--max-steps", "10",
+                     "--out", str(out)]) in (0, 1)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["solver"] == {"name": "GradientDescent", "settings": record["solver"]["settings"]}
+    assert record["solver"]["settings"]["learning_rate"] == 0.037
+    assert record["max_steps"] == 10 and record["num_steps"] == 10 and record["init_scale"] == 0.5
+
+
+@pytest.mark.parametrize("solver_name", ["lbfgs", "gd", "adam"])
+def test_chunked_solve_equals_one_call(solver_name):
+    import jax
+    import numpy as np
+
+    import ufm
+
+    p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
+    solver = {"lbfgs": ufm.solvers.LBFGS(), "gd": ufm.solvers.GradientDescent(0.1, momentum=0.9),
+              "adam": ufm.solvers.Adam(1e-2)}[solver_name]
+    x0 = p.init(jax.random.key(0), 0.5)
+    one = ufm.solve(p, solver, x0, max_steps=60, gtol=1e-12)
+    chunked, steps = cli.solve_in_chunks(p, solver, x0, max_steps=60, gtol=1e-12, chunk_steps=25)
+    assert steps == int(one.num_steps) and chunked.status_name == one.status_name
+    for a, b in zip(jax.tree.leaves(chunked.params), jax.tree.leaves(one.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same iterates, exactly
+    assert float(chunked.value) == float(one.value)
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")}
+    return {**env, "JAX_PLATFORMS": "cpu", **extra}
+
+
+def test_ctrl_c_stops_a_long_solve_within_about_a_second(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ufm", "solve", "--solver", "gd", "--lr", "1e-6",
+                             "--gtol", "0", "--max-steps", "2000000000", "--progress-every", "2000",
+                             "--K", "3", "--n", "2", "--d", "3"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=_env(UFM_NO_CACHE="1"))
+    try:
+        line = proc.stderr.readline()  # the first progress line: the solve is running
+        assert "step" in line, line
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        proc.kill()
+    rest = proc.stderr.read()
+    assert code == 130 and "ufm: interrupted" in rest and "Traceback" not in rest
+    assert elapsed < 2.0, elapsed
+
+
+def test_broken_pipe_is_quiet():
+    proc = subprocess.Popen([sys.executable, "-m", "ufm", "verify", "--list", "--full"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(UFM_NO_CACHE="1"))
+    proc.stdout.close()  # the reader is gone before anything is printed (like `| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == cli.EXIT_PIPE and err == ""
+
+
+def test_in_process_main_restores_jax_configuration(tmp_path, monkeypatch):
+    import jax
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("UFM_NO_CACHE", raising=False)
+    names = cli._JAX_OPTIONS
+    before = {n: getattr(jax.config, n) for n in names}
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 7.0)
+    try:
+        mine = {n: getattr(jax.config, n) for n in names}
+        assert cli.main(["solve", "--float32", "--loss", "mse", "--K", "2", "--n", "1", "--d", "2",
+                         "--max-steps", "5"]) in (0, 1)
+        assert {n: getattr(jax.config, n) for n in names} == mine
+        assert (tmp_path / "cache").is_dir()  # the cache was used inside main
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          before["jax_persistent_cache_min_compile_time_secs"])
+
+
+@pytest.mark.parametrize("home", ["", None, "relative/dir"])
+def test_no_cache_without_a_valid_home(home, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("UFM_NO_CACHE", raising=False)
+    if home is None:
+        monkeypatch.delenv("HOME", raising=False)
+    else:
+        monkeypatch.setenv("HOME", home)
+    assert cli._cache_dir() is None
+
+
+def test_cache_dir_choices(tmp_path, monkeypatch):
+    monkeypatch.delenv("UFM_NO_CACHE", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cli._cache_dir() == str(tmp_path / "ufm" / "jax")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "explicit"))
+    assert cli._cache_dir() == str(tmp_path / "explicit")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "missing" / "explicit"))
+    assert cli._cache_dir() is None  # never a chain of new directories
+    monkeypatch.setenv("UFM_NO_CACHE", "1")
+    assert cli._cache_dir() is None
+
+
+@pytest.mark.parametrize("env", [dict(HOME=""), dict(JAX_COMPILATION_CACHE_DIR="/proc/ufm-cache")])
+def test_unusable_cache_home_is_silent_and_creates_nothing(env, tmp_path):
+    extra = {"UFM_NO_CACHE": "0", **env}
+    proc = subprocess.run([sys.executable, "-m", "ufm", "solve", "--loss", "mse", "--K", "2", "--n", "1",
+                           "--d", "2", "--max-steps", "50"], capture_output=True, text=True,
+                          env=_env(**extra), cwd=tmp_path, timeout=300)
+    assert proc.returncode in (0, 1) and proc.stderr == "", proc.stderr
+    assert not os.path.exists("/.cache/ufm") and list(tmp_path.iterdir()) == []

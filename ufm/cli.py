@@ -1,17 +1,36 @@
 """Command line: ``ufm verify`` (theory vs solver table) and ``ufm solve`` (one configuration).
 
-Bad arguments print one line ``ufm: error: ...`` and exit with status 2; a failing verification
-exits with status 1.
+Exit status:
+
+- 0: success (every row passed; the solve matched its closed form or has none).
+- 1: a verification failed (a FAIL row, or a solve that does not match its closed form).
+- 2: bad arguments or an output path that cannot be written, reported in one line
+  ``ufm: error: ...`` before anything is solved.
+- 3: the solve became non-finite (``status nonfinite``): no comparison is made.
+- 4: an unexpected internal error, reported in one line (``UFM_DEBUG=1`` shows the traceback).
+- 130: interrupted (Ctrl-C; long solves run in compiled chunks, so it stops within a chunk).
+- 141: standard output was closed (e.g. piped into ``head``).
+
+``main(argv)`` can be called in-process: the JAX configuration it changes (x64, the compilation
+cache) is restored when it returns.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import sys
 import time
-from pathlib import Path
 
-EXIT_FAIL, EXIT_USAGE = 1, 2
+from ufm._version import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
+INT_MAX = 2**31 - 1  # step counters and sizes are int32 on device in float32 mode
+SEED_MAX = 2**32 - 1
+CHUNK_STEPS = 500  # steps per compiled call of a long solve (Ctrl-C is handled between calls)
 
 
 class UsageError(Exception):
@@ -22,9 +41,47 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
         raise UsageError(message)
 
+    def exit(self, status=0, message=None):  # --help / --version: print, then return the code
+        if message:
+            print(message, file=sys.stderr, end="")
+        raise _Exit(status)
+
+
+class _Exit(Exception):
+    def __init__(self, status):
+        self.status = status
+
+
+def _int(low: int, high: int = INT_MAX):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}], got {text}")
+        return value
+    return parse
+
+
+def _float(low: float | None = None, low_open: bool = False):
+    """A finite float (nan and inf refused), optionally bounded below."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text}")
+        return value
+    return parse
+
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ufm", description="Unconstrained features models: solve and verify theory.")
+    p.add_argument("--version", action="version", version=f"ufm {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     v = sub.add_parser("verify", help="solve the built-in table of configurations in float64 and "
@@ -41,38 +98,51 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("solve", help="solve one plain-UFM configuration and compare with theory")
     s.add_argument("--loss", choices=["mse", "ce", "ls", "fl"], default="ce")
-    s.add_argument("--K", type=int, default=4, help="number of classes (>= 2)")
-    s.add_argument("--n", type=int, default=5, help="samples per class (>= 1)")
-    s.add_argument("--d", type=int, default=4, help="feature dimension (>= 1)")
-    s.add_argument("--lambda-W", type=float, default=5e-3)
-    s.add_argument("--lambda-H", type=float, default=5e-3)
-    s.add_argument("--lambda-b", type=float, default=0.0)
+    # Sizes and decays are range-checked by the model (its messages name the argument); the
+    # parser refuses what is not a finite number or an integer that fits the device's int32.
+    s.add_argument("--K", type=_int(-INT_MAX), default=4, help="number of classes (>= 2)")
+    s.add_argument("--n", type=_int(-INT_MAX), default=5, help="samples per class (>= 1)")
+    s.add_argument("--d", type=_int(-INT_MAX), default=4, help="feature dimension (>= 1)")
+    s.add_argument("--lambda-W", type=_float(), default=5e-3)
+    s.add_argument("--lambda-H", type=_float(), default=5e-3)
+    s.add_argument("--lambda-b", type=_float(), default=0.0)
     s.add_argument("--no-bias", action="store_true")
-    s.add_argument("--alpha", type=float, default=0.1, help="label smoothing (loss ls)")
-    s.add_argument("--gamma", type=float, default=2.0, help="focal parameter (loss fl)")
+    s.add_argument("--alpha", type=_float(), default=0.1, help="label smoothing (loss ls), in [0, 1)")
+    s.add_argument("--gamma", type=_float(), default=2.0, help="focal parameter (loss fl), >= 0")
     s.add_argument("--solver", choices=["lbfgs", "gd", "adam"], default="lbfgs")
-    s.add_argument("--lr", type=float, default=None, help="learning rate (gd, adam)")
-    s.add_argument("--max-steps", type=int, default=20_000)
-    s.add_argument("--gtol", type=float, default=1e-12)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--init-scale", type=float, default=0.5)
-    s.add_argument("--progress-every", type=int, default=0, metavar="N",
-                   help="print progress every N steps (from inside the compiled loop)")
+    s.add_argument("--lr", type=_float(0.0, low_open=True), default=None,
+                   help="learning rate (gd, adam; > 0; default 0.1 for gd, 0.01 for adam)")
+    s.add_argument("--max-steps", type=_int(1), default=20_000)
+    s.add_argument("--gtol", type=_float(0.0), default=None,
+                   help="gradient-norm tolerance (default 1e-12; 1e-6 with --float32, whose "
+                        "rounding floor 1e-12 is below)")
+    s.add_argument("--seed", type=_int(0, SEED_MAX), default=0)
+    s.add_argument("--init-scale", type=_float(0.0, low_open=True), default=0.5)
+    s.add_argument("--progress-every", type=_int(0), default=0, metavar="N",
+                   help="print progress every N steps")
+    s.add_argument("--chunk-steps", type=_int(1), default=CHUNK_STEPS, metavar="N",
+                   help=f"steps per compiled call (Ctrl-C stops between calls; default {CHUNK_STEPS})")
     s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
     s.add_argument("--out", metavar="PATH.npz", help="save the solution (npz + json, atomically)")
     return p
 
 
 def _check_out(path: str | None, suffix: str | None = None) -> None:
+    """Refuse an --out that cannot be written, before anything is computed."""
     if path is None:
         return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"--out {path!r} is a directory; give a file name")
-    if not target.parent.exists():
-        raise UsageError(f"--out {path!r}: directory {str(target.parent)!r} does not exist")
-    if suffix and target.suffix != suffix:
+    from ufm.io import check_writable
+
+    if not path:
+        raise UsageError("--out must be a file name, got ''")
+    if suffix and not path.endswith(suffix):
         raise UsageError(f"--out {path!r} must end in {suffix}")
+    try:
+        check_writable(path)
+        if suffix == ".npz":  # the json copy goes beside it
+            check_writable(path[: -len(suffix)] + ".json")
+    except ValueError as exc:
+        raise UsageError(f"--out: {exc}") from None
 
 
 def _worst(row: dict) -> str:
@@ -122,6 +192,34 @@ def cmd_verify(args) -> int:
     return 0 if ok else EXIT_FAIL
 
 
+def solve_in_chunks(problem, solver, params, *, max_steps: int, gtol: float,
+                    chunk_steps: int = CHUNK_STEPS, progress_every: int = 0):
+    """``ufm.solve`` as a sequence of compiled calls of ``chunk_steps`` steps, each continuing the
+    last (``state=sol.state``): the same iterates as one call of ``max_steps`` steps, but Python
+    regains control between calls, so Ctrl-C (KeyboardInterrupt) stops a long solve promptly.
+
+    Returns (solution, total steps). Every chunk has the same static size, so one compilation
+    serves them all (a last, shorter chunk compiles once more).
+    """
+    import numpy as np
+
+    import ufm
+
+    done, sol, state, last_report = 0, None, None, 0
+    while done < max_steps:
+        steps = min(chunk_steps, max_steps - done)
+        sol = ufm.solve(problem, solver, params, max_steps=steps, gtol=gtol, state=state)
+        done += int(sol.num_steps)  # blocks until the chunk is done: Ctrl-C is raised here
+        params, state = sol.params, sol.state
+        if progress_every and done // progress_every > last_report:
+            last_report = done // progress_every
+            print(f"ufm solve: step {done:>8d}  F = {float(sol.value):.15g}  "
+                  f"|grad| = {float(sol.grad_norm):.3e}", file=sys.stderr, flush=True)
+        if int(sol.status) != int(ufm.Status.MAX_STEPS):
+            break
+    return sol._replace(num_steps=np.asarray(done)), done
+
+
 def cmd_solve(args) -> int:
     import jax
 
@@ -135,68 +233,148 @@ def cmd_solve(args) -> int:
             "fl": lambda: ufm.losses.Focal(args.gamma)}[args.loss]()
     problem = ufm.UFM(args.K, args.n, args.d, loss, args.lambda_W, args.lambda_H,
                       lambda_b=args.lambda_b, bias=not args.no_bias)
+    if args.lr is not None and args.solver == "lbfgs":
+        raise UsageError("--lr applies to --solver gd or adam (L-BFGS chooses its steps by line search)")
     if args.solver == "lbfgs":
         solver = ufm.solvers.LBFGS()
     elif args.solver == "gd":
-        solver = ufm.solvers.GradientDescent(args.lr or 0.1, momentum=0.9)
+        solver = ufm.solvers.GradientDescent(0.1 if args.lr is None else args.lr, momentum=0.9)
     else:
-        solver = ufm.solvers.Adam(args.lr or 1e-2)
-    if args.init_scale <= 0:
-        raise ValueError(f"init-scale must be > 0, got {args.init_scale}")
-    sol = ufm.solve(problem, solver, problem.init(jax.random.key(args.seed), args.init_scale),
-                    max_steps=args.max_steps, gtol=args.gtol, progress_every=args.progress_every)
+        solver = ufm.solvers.Adam(1e-2 if args.lr is None else args.lr)
+    params = problem.init(jax.random.key(args.seed), args.init_scale)
+    gtol = args.gtol if args.gtol is not None else (1e-6 if args.float32 else 1e-12)
+    sol, _ = solve_in_chunks(problem, solver, params, max_steps=args.max_steps, gtol=gtol,
+                             chunk_steps=args.chunk_steps, progress_every=args.progress_every)
     print(f"status {sol.status_name}, {int(sol.num_steps)} steps, F = {float(sol.value):.15g}, "
           f"|grad| = {float(sol.grad_norm):.3e}")
-    ok = True
-    try:
-        prediction = ufm.theory.predict(problem)
-    except ufm.theory.NoClosedForm as exc:
-        print(f"no closed form: {exc}")
+    code = EXIT_OK
+    if int(sol.status) == int(ufm.Status.NONFINITE):
+        print("the solve became non-finite (try a smaller --lr or --init-scale): no comparison made")
+        code = EXIT_NONFINITE
     else:
-        report = ufm.compare(problem, sol, prediction)
-        print(f"regime: {prediction.regime}")
-        print(report)
-        ok = report.ok
+        try:
+            prediction = ufm.theory.predict(problem)
+        except ufm.theory.NoClosedForm as exc:
+            print(f"no closed form: {exc}")
+        else:
+            report = ufm.compare(problem, sol, prediction)
+            print(f"regime: {prediction.regime}")
+            print(report)
+            code = EXIT_OK if report.ok else EXIT_FAIL
     if args.out:
-        ufm.io.save_solution(args.out, problem, sol, seed=args.seed)
+        ufm.io.save_solution(args.out, problem, sol, solver=solver, max_steps=args.max_steps,
+                             init_scale=args.init_scale, seed=args.seed,
+                             extra=dict(chunk_steps=args.chunk_steps))
         print(f"solution written to {args.out}")
-    return 0 if ok else EXIT_FAIL
+    return code
+
+
+# The JAX options main() may change; each is put back as it was when main returns.
+_JAX_OPTIONS = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+
+
+def _cache_dir() -> str | None:
+    """The compile cache directory, or None for no cache.
+
+    JAX_COMPILATION_CACHE_DIR if set; else ``ufm/jax`` under XDG_CACHE_HOME (when absolute) or
+    under ``$HOME/.cache`` (when HOME is an existing absolute directory: an empty or unset HOME
+    means no cache, never ``/.cache``). UFM_NO_CACHE=1 turns it off.
+    """
+    env = os.environ
+    if env.get("UFM_NO_CACHE") == "1":
+        return None
+    if env.get("JAX_COMPILATION_CACHE_DIR"):
+        path = env["JAX_COMPILATION_CACHE_DIR"]
+        # an explicit choice: create it, but only below a directory that exists
+        return path if os.path.isabs(path) and os.path.isdir(os.path.dirname(path.rstrip("/"))) else None
+    xdg, home = env.get("XDG_CACHE_HOME", ""), env.get("HOME", "")
+    if os.path.isabs(xdg) and os.path.isdir(xdg):
+        return os.path.join(xdg, "ufm", "jax")
+    if os.path.isabs(home) and home != "/" and os.path.isdir(home):
+        return os.path.join(home, ".cache", "ufm", "jax")
+    return None
 
 
 def _enable_compilation_cache(jax) -> None:
     """Keep compiled programs on disk (compilation dominates a verify run; the second run of the
-    same table is several times faster). JAX_COMPILATION_CACHE_DIR overrides the place;
-    UFM_NO_CACHE=1 turns it off."""
-    import os
-
-    if os.environ.get("UFM_NO_CACHE") == "1":
+    same table is several times faster). An unusable place costs only time: no cache, silently."""
+    path = _cache_dir()
+    try:
+        if path is not None:
+            os.makedirs(path, exist_ok=True)
+    except OSError:
+        path = None
+    if path is None or not os.access(path, os.W_OK | os.X_OK):
+        # JAX itself reads JAX_COMPILATION_CACHE_DIR: switch an unusable one off explicitly
+        jax.config.update("jax_compilation_cache_dir", None)
         return
-    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ufm", "jax")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+@contextlib.contextmanager
+def _jax_configuration(jax):
+    """Restore the caller's JAX options (and forget the compile cache we opened) on exit."""
+    saved = {name: getattr(jax.config, name) for name in _JAX_OPTIONS}
     try:
-        os.makedirs(path, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    except Exception:  # an unwritable cache only costs time
-        pass
+        yield
+    finally:
+        changed = False
+        for name, value in saved.items():
+            if getattr(jax.config, name) != value:
+                jax.config.update(name, value)
+                changed = changed or name == "jax_compilation_cache_dir"
+        if changed:
+            with contextlib.suppress(Exception):
+                from jax.experimental.compilation_cache import compilation_cache
+
+                compilation_cache.reset_cache()  # the cache object is opened once per dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-        if args.command is None:
-            raise UsageError("a command is required: verify or solve (see ufm --help)")
-        import jax
+def _run(argv) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        raise UsageError("a command is required: verify or solve (see ufm --help)")
+    import warnings
 
+    import jax
+
+    with _jax_configuration(jax), warnings.catch_warnings():
+        # A cache that fails later (disk full, removed) only costs time: say nothing.
+        warnings.filterwarnings("ignore", message=".*persistent compilation cache.*")
         jax.config.update("jax_enable_x64", True)  # the CLI is an application: theory checks in float64
         _enable_compilation_cache(jax)
         return {"verify": cmd_verify, "solve": cmd_solve}[args.command](args)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``ufm`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    try:
+        return _run(argv)
+    except _Exit as exc:
+        return exc.status
     except (UsageError, ValueError) as exc:
-        print(f"ufm: error: {exc}", file=sys.stderr)
+        print(f"ufm: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ufm: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``ufm verify --list | head``): stop quietly; point stdout at
+        # /dev/null so that the interpreter's final flush does not complain either.
+        with contextlib.suppress(Exception):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+    except Exception as exc:
+        if os.environ.get("UFM_DEBUG") == "1":
+            raise
+        print(f"ufm: internal error: {type(exc).__name__}: {_one_line(exc)} (UFM_DEBUG=1 shows "
+              "the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
