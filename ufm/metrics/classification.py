@@ -56,8 +56,8 @@ def _check_array(name: str, X, ndim: int, rows: int | None = None, cols: int | N
 def _check_classes(labels, num_classes, num_samples: int):
     """Labels [N] in [0, K) with every class present (a class mean needs one sample), K ≥ 2."""
     K = check_int("num_classes", num_classes, low=2)
-    if not is_concrete(labels) and not isinstance(labels, (list, tuple)):
-        return labels, K  # traced labels: the caller validated them
+    if isinstance(labels, jax.core.Tracer):
+        return labels, K  # traced labels (under jit): the caller validated the data
     y = check_labels(labels, K)
     if y.shape[0] != num_samples:
         raise ValueError(f"labels must have one entry per row of H ({num_samples}), got {y.shape[0]}")
