@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ufm.cases._registry import TIERS, Case, default_solve, run_case
+from ufm.cases._registry import TIERS, Case, default_solve, polish, run_case
 
 
 def all_cases() -> list[Case]:
@@ -33,4 +33,4 @@ def select(tier: str = "default", only: str | None = None) -> list[Case]:
     return [c for c in all_cases() if c.in_tier(tier) and (only is None or only in c.name)]
 
 
-__all__ = ["Case", "TIERS", "all_cases", "select", "run_case", "default_solve"]
+__all__ = ["Case", "TIERS", "all_cases", "select", "run_case", "default_solve", "polish"]
