@@ -35,6 +35,7 @@ def class_major_labels(counts: Sequence[int]) -> np.ndarray:
 
 def one_hot(labels, num_classes: int) -> np.ndarray:
     """Dense one-hot rows [N, K] (NumPy) of integer labels in [0, K)."""
+    num_classes = check_int("num_classes", num_classes, low=1)
     labels = check_labels(labels, num_classes)
     return np.eye(num_classes)[labels]
 
@@ -57,10 +58,22 @@ def check_labels(labels, num_classes: int, name: str = "labels") -> np.ndarray:
 
 
 def multi_hot(label_sets: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
-    """Multi-hot rows [N, K] (NumPy) of label sets."""
-    Y = np.zeros((len(label_sets), num_classes))
+    """Multi-hot rows [N, K] (NumPy) of label sets (each a collection of indices in [0, K)).
+
+    Examples:
+        >>> multi_hot([(0, 2), (1,)], 3)
+        array([[1., 0., 1.],
+               [0., 1., 0.]])
+    """
+    K = check_int("num_classes", num_classes, low=1)
+    Y = np.zeros((len(label_sets), K))
     for i, S in enumerate(label_sets):
-        Y[i, list(S)] = 1.0
+        S = list(S)
+        # a label of -1 would silently index the last column
+        if not S or not all(_is_index(k) and 0 <= k < K for k in S):
+            raise ValueError(f"label_sets[{i}] = {S!r}: a label set is a non-empty collection of "
+                             f"integers in [0, {K - 1}] (num_classes={K})")
+        Y[i, S] = 1.0
     return Y
 
 
