@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_int(0, SEED_MAX), default=0)
     s.add_argument("--init-scale", type=_float(0.0, low_open=True), default=0.5)
     s.add_argument("--progress-every", type=_int(0), default=0, metavar="N",
-                   help="print progress every N steps")
+                   help="print progress every N steps (between compiled chunks)")
     s.add_argument("--chunk-steps", type=_int(1), default=CHUNK_STEPS, metavar="N",
                    help=f"steps per compiled call (Ctrl-C stops between calls; default {CHUNK_STEPS})")
     s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
@@ -193,23 +193,34 @@ def cmd_verify(args) -> int:
 
 
 def solve_in_chunks(problem, solver, params, *, max_steps: int, gtol: float,
-                    chunk_steps: int = CHUNK_STEPS, progress_every: int = 0):
-    """``ufm.solve`` as a sequence of compiled calls of ``chunk_steps`` steps, each continuing the
-    last (``state=sol.state``): the same iterates as one call of ``max_steps`` steps, but Python
-    regains control between calls, so Ctrl-C (KeyboardInterrupt) stops a long solve promptly.
+                    chunk_steps: int = CHUNK_STEPS, progress_every: int = 0,
+                    target_seconds: float = 0.5):
+    """``ufm.solve`` as a sequence of compiled calls of at most ``chunk_steps`` steps, each
+    continuing the last (``state=sol.state``): the same iterates as one call of ``max_steps``
+    steps, but Python regains control between calls, so Ctrl-C (KeyboardInterrupt) stops a long
+    solve promptly.
 
-    Returns (solution, total steps). Every chunk has the same static size, so one compilation
-    serves them all (a last, shorter chunk compiles once more).
+    Every chunk has the same static size, so one compilation serves them all. A chunk that takes
+    more than a second (a large problem) shrinks the chunks once to about ``target_seconds``
+    (one more compilation); a last, shorter chunk compiles once more. With ``progress_every`` the
+    chunks are at most that long and progress is printed to stderr between them.
+
+    Returns (solution, total steps).
     """
     import numpy as np
 
     import ufm
 
-    done, sol, state, last_report = 0, None, None, 0
+    if progress_every:
+        chunk_steps = min(chunk_steps, progress_every)
+    done, sol, state, last_report, calls, resized = 0, None, None, 0, 0, False
     while done < max_steps:
         steps = min(chunk_steps, max_steps - done)
+        start = time.perf_counter()
         sol = ufm.solve(problem, solver, params, max_steps=steps, gtol=gtol, state=state)
-        done += int(sol.num_steps)  # blocks until the chunk is done: Ctrl-C is raised here
+        taken = int(sol.num_steps)  # blocks until the chunk is done: Ctrl-C is raised here
+        elapsed, calls = time.perf_counter() - start, calls + 1
+        done += taken
         params, state = sol.params, sol.state
         if progress_every and done // progress_every > last_report:
             last_report = done // progress_every
@@ -217,6 +228,8 @@ def solve_in_chunks(problem, solver, params, *, max_steps: int, gtol: float,
                   f"|grad| = {float(sol.grad_norm):.3e}", file=sys.stderr, flush=True)
         if int(sol.status) != int(ufm.Status.MAX_STEPS):
             break
+        if calls >= 2 and not resized and elapsed > 1.0 and taken == steps:  # (call 1 compiles)
+            chunk_steps, resized = max(1, int(steps * target_seconds / elapsed)), True
     return sol._replace(num_steps=np.asarray(done)), done
 
 
