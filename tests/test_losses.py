@@ -64,6 +64,12 @@ def test_pick_all_label_hand_value():
     (lambda: losses.LabelSmoothing(-0.1), "alpha"),
     (lambda: losses.Focal(-1.0), "gamma"),
     (lambda: losses.Focal(float("nan")), "gamma"),
+    (lambda: losses.Focal(None), "gamma"),
+    (lambda: losses.Focal("2"), "gamma"),
+    (lambda: losses.Focal(True), "gamma"),
+    (lambda: losses.LabelSmoothing([0.1]), "alpha"),
+    (lambda: losses.LabelSmoothing(0.1 + 0j), "alpha"),
+    (lambda: losses.LabelSmoothing(np.full(3, 0.1)), "alpha"),
 ])
 def test_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
@@ -73,3 +79,18 @@ def test_bad_hyperparameters(make, match):
 def test_loss_hyperparameters_are_leaves():
     leaves = jax.tree.leaves(losses.Focal(2.0))
     assert len(leaves) == 1 and float(leaves[0]) == 2.0
+
+
+@pytest.mark.parametrize("loss", [losses.MSE(), losses.CrossEntropy(), losses.LabelSmoothing(0.2),
+                                  losses.Focal(0.5), losses.Focal(2.0)])
+def test_integer_labels_equal_one_hot_rows(loss):
+    z = jnp.asarray(np.random.default_rng(0).standard_normal((5, 3)))
+    y = jnp.asarray([0, 2, 1, 1, 0])
+    np.testing.assert_allclose(loss(z, y), loss(z, jax.nn.one_hot(y, 3, dtype=z.dtype)), rtol=1e-13, atol=1e-15)
+
+
+def test_hyperparameters_sweep_under_vmap_without_validation_errors():
+    z = jnp.zeros((2, 3))
+    y = jnp.asarray([0, 1])
+    out = jax.vmap(lambda a: losses.LabelSmoothing(a)(z, y))(jnp.asarray([0.0, 0.5]))
+    np.testing.assert_allclose(out, np.full((2, 2), np.log(3.0)), rtol=1e-13)  # uniform logits
