@@ -22,6 +22,8 @@ from ufm.theory import NoClosedForm, plain
 from ufm.theory import multilabel as mlt
 from ufm.theory.frames import centering
 
+PAL = PickAllLabel()
+
 from helpers import F64_IDENTITY, rel_err
 
 
@@ -47,15 +49,15 @@ def test_pick_all_label_hand_values():
 # ---- the problem: construction and validation -----------------------------------------------
 
 def test_balanced_layout_and_multi_hot_input():
-    p = MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, 1e-2, 1e-2)
+    p = MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, PAL, 1e-2, 1e-2)
     assert p.num_samples == 2 * 4 + 6 and p.counts_by_size == {1: 2, 2: 1}
     assert p.label_sets[:3] == ((0,), (0,), (1,)) and p.label_sets[-1] == (2, 3)
-    q = MultiLabelUFM(4, p.multi_hot, 4, 1e-2, 1e-2)
-    r = MultiLabelUFM(4, [set(S) for S in reversed(p.label_sets)], 4, 1e-2, 1e-2)
+    q = MultiLabelUFM(4, p.multi_hot, 4, PAL, 1e-2, 1e-2)
+    r = MultiLabelUFM(4, [set(S) for S in reversed(p.label_sets)], 4, PAL, 1e-2, 1e-2)
     assert q == p and hash(q.label_sets) == hash(p.label_sets)
     assert r.counts_by_size == {1: 2, 2: 1}  # order does not matter for balance
     np.testing.assert_array_equal(np.asarray(p.targets), p.multi_hot)
-    assert MultiLabelUFM(3, [[0], [1, 2]], 3, 1e-2, 1e-2).counts_by_size is None
+    assert MultiLabelUFM(3, [[0], [1, 2]], 3, PAL, 1e-2, 1e-2).counts_by_size is None
     import json
     cfg = json.loads(json.dumps(p.config()))
     assert cfg["model"] == "multilabel_ufm" and cfg["counts_by_size"] == {"1": 2, "2": 1}
@@ -79,7 +81,7 @@ def test_balanced_layout_and_multi_hot_input():
     (dict(loss=CrossEntropy()), r"loss must be PickAllLabel"),
 ])
 def test_validation_errors(kwargs, match):
-    args = dict(num_classes=4, label_sets=[[0], [1, 2]], dim=4, lambda_W=1e-2, lambda_H=1e-2)
+    args = dict(num_classes=4, label_sets=[[0], [1, 2]], dim=4, loss=PAL, lambda_W=1e-2, lambda_H=1e-2)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         MultiLabelUFM(**args)
@@ -93,11 +95,11 @@ def test_validation_errors(kwargs, match):
 ])
 def test_balanced_spec_validation(counts, match):
     with pytest.raises(ValueError, match=match):
-        MultiLabelUFM.balanced(4, counts, 4, 1e-2, 1e-2)
+        MultiLabelUFM.balanced(4, counts, 4, PAL, 1e-2, 1e-2)
 
 
 def test_problem_is_a_jittable_pytree():
-    p = MultiLabelUFM.balanced(3, {1: 1, 2: 1}, 3, 1e-2, 2e-2, 1e-3)
+    p = MultiLabelUFM.balanced(3, {1: 1, 2: 1}, 3, PAL, 1e-2, 2e-2, 1e-3)
     params = p.init(jax.random.key(0))
     leaves, treedef = jax.tree.flatten(p)
     assert jax.tree.unflatten(treedef, leaves) == p
@@ -158,7 +160,7 @@ def test_system_residuals_and_stationarity(K, counts, lw, lh):
 
 def test_value_formula_matches_the_objective_at_any_structured_point():
     K, counts, d = 5, {1: 2, 2: 1, 3: 1}, 6
-    p = MultiLabelUFM.balanced(K, counts, d, 3e-3, 7e-3, 2e-2)
+    p = MultiLabelUFM.balanced(K, counts, d, PAL, 3e-3, 7e-3, 2e-2)
     a, beta = 2.7, {1: 0.9, 2: 0.45, 3: 0.3}
     W = ufm.theory.factor_from_gram(a * centering(K), d, np.random.default_rng(0))
     H = np.array([beta[len(S)] for S in p.label_sets])[:, None] * (p.multi_hot @ W)
@@ -184,7 +186,7 @@ def test_single_label_case_reduces_to_cross_entropy(K, n, lw, lh):
         assert rel_err(pal["gram_W"], ce["gram_W"]) < 1e-12
         assert rel_err(pal["W_means_single"], ce["W_means"]) < 1e-12
     # the problem: PAL with one-hot targets is CE, sample for sample
-    pml = MultiLabelUFM.balanced(K, {1: n}, K, lw, lh, 1e-3)
+    pml = MultiLabelUFM.balanced(K, {1: n}, K, PAL, lw, lh, 1e-3)
     pce = ufm.UFM(K, n, K, CrossEntropy(), lw, lh, 1e-3)
     x = pml.init(jax.random.key(1), scale=0.7)
     assert float(pml.value(x)) == pytest.approx(float(pce.value(x)), rel=1e-14)
@@ -208,7 +210,7 @@ def test_origin_hessian_changes_sign_at_the_threshold():
     K, counts = 4, {1: 2, 2: 1}
     thr = mlt.pal_threshold(K, counts)
     for lw, lh in [(0.12, 0.16), (0.15, 0.16)]:  # products 0.0192 < 1/49 < 0.024
-        p = MultiLabelUFM.balanced(K, counts, 4, lw, lh, 0.05)
+        p = MultiLabelUFM.balanced(K, counts, 4, PAL, lw, lh, 0.05)
         x = jax.tree.map(jnp.zeros_like, p.init(jax.random.key(0)))
         evals = ufm.landscape.hessian_eigenvalues(p, x)
         expected = (lw + lh) / 2 - math.sqrt(((lw - lh) / 2) ** 2 + thr)
@@ -226,23 +228,23 @@ def test_zero_solution_values():
 
 
 def test_predict_refuses_outside_the_theorem():
-    base = dict(num_classes=4, dim=4, lambda_W=1e-2, lambda_H=1e-2)
+    base = dict(num_classes=4, dim=4, loss=PAL, lambda_W=1e-2, lambda_H=1e-2)
     with pytest.raises(NoClosedForm, match="PAL-N"):
-        ufm.theory.predict(MultiLabelUFM.balanced(4, {1: 1}, 4, 1e-2, 1e-2, loss=PickAllLabelNormalised()))
+        ufm.theory.predict(MultiLabelUFM.balanced(4, {1: 1}, 4, PickAllLabelNormalised(), 1e-2, 1e-2))
     with pytest.raises(NoClosedForm, match="not balanced"):
         ufm.theory.predict(MultiLabelUFM(label_sets=[[0], [1], [2], [3], [0, 1]], **base))
     with pytest.raises(NoClosedForm, match="not balanced"):  # unequal counts within m = 1
         ufm.theory.predict(MultiLabelUFM(label_sets=[[0], [0], [1], [2], [3]], **base))
     with pytest.raises(NoClosedForm, match="d=2 < K-1=3"):
-        ufm.theory.predict(MultiLabelUFM.balanced(4, {1: 1, 2: 1}, 2, 1e-2, 1e-2))
+        ufm.theory.predict(MultiLabelUFM.balanced(4, {1: 1, 2: 1}, 2, PAL, 1e-2, 1e-2))
     with pytest.raises(NoClosedForm, match="lambda_W > 0"):
-        ufm.theory.predict(MultiLabelUFM.balanced(4, {1: 1, 2: 1}, 4, 0.0, 1e-2))
+        ufm.theory.predict(MultiLabelUFM.balanced(4, {1: 1, 2: 1}, 4, PAL, 0.0, 1e-2))
 
 
 # ---- metrics ----------------------------------------------------------------------------------
 
 def test_metrics_vanish_on_the_construction_and_not_after_a_perturbation():
-    p = MultiLabelUFM.balanced(5, {1: 2, 2: 1, 3: 1, 5: 1}, 6, 3e-3, 2e-3, 1e-2)
+    p = MultiLabelUFM.balanced(5, {1: 2, 2: 1, 3: 1, 5: 1}, 6, PAL, 3e-3, 2e-3, 1e-2)
     pred = ufm.theory.predict(p)
     x = pred.construct(seed=3)
     Y = p.multi_hot
@@ -283,18 +285,70 @@ def test_metrics_refuse_missing_single_labels():
     assert set(out) == {"nc2_W", "nc1_sets"}
 
 
+_Y3 = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda H, W: mlm.nc1_sets(np.where(H > 0, np.nan, H), _Y3), "non-finite"),
+    (lambda H, W: mlm.nc1_single(np.where(H > 0, np.inf, H), _Y3), "non-finite"),
+    (lambda H, W: mlm.nc2_classifier(np.full((3, 3), np.nan)), "non-finite"),
+    (lambda H, W: mlm.nc1_sets(H[:3], _Y3), "one row per sample"),
+    (lambda H, W: mlm.nc1_sets(H[:, 0], _Y3), r"2-D array \[N, d\]"),
+    (lambda H, W: mlm.nc3_single(W[:2], H, _Y3), "one row per class"),
+    (lambda H, W: mlm.nc3_single(W[:, :2], H, _Y3), "share d"),
+    (lambda H, W: mlm.nc2_classifier(W[:1]), "K >= 2"),
+    (lambda H, W: mlm.multilabel_metrics(W, H, [[0], [1], [3], [0, 1]], 3), r"\[0, 2\]"),
+    (lambda H, W: mlm.multilabel_metrics(W, H, [[0], [1], [-1], [0, 1]], 3), r"\[0, 2\]"),
+    (lambda H, W: mlm.nc1_sets(H, np.array([[1, 0, 0], [0, 0, 0], [0, 0, 1], [1, 1, 0]])), "row 1 is empty"),
+    (lambda H, W: mlm.nc1_sets(H, np.array([[1, 0, 0]] * 4)), "two classes"),
+    (lambda H, W: mlm.nc1_sets(H, _Y3, num_classes=1), "num_classes"),
+    (lambda H, W: mlm.nc1_sets(H.astype(complex), _Y3), "real numbers"),
+])
+def test_metrics_refuse_bad_input(call, match):
+    W = ufm.theory.simplex_etf(3, 3)
+    H = np.array([1.0, 1.0, 1.0, 0.8])[:, None] * (_Y3 @ W)
+    with pytest.raises(ValueError, match=match):
+        call(H, W)
+
+
+@pytest.mark.parametrize("problem", [
+    MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, PAL, 2e-3, 5e-3, lambda_b=1e-2),
+    MultiLabelUFM(3, [[0], [1], [2], [0, 1]], 3, PickAllLabelNormalised(), 1e-2, 1e-2, bias=False),
+])
+def test_from_config_inverts_config(problem):
+    import json
+    cfg = problem.config()
+    assert MultiLabelUFM.from_config(cfg) == problem
+    again = MultiLabelUFM.from_config(json.loads(json.dumps(cfg)))
+    assert again == problem and again.config() == cfg
+    with pytest.raises(ValueError, match="expected 'multilabel_ufm'"):
+        MultiLabelUFM.from_config({**cfg, "model": "ufm"})
+
+
+def test_loss_is_required_and_positional():
+    with pytest.raises(TypeError):
+        MultiLabelUFM.balanced(4, {1: 1}, 4, lambda_W=1e-2, lambda_H=1e-2)
+    with pytest.raises(ValueError, match="loss must be PickAllLabel"):
+        MultiLabelUFM.balanced(4, {1: 1}, 4, 1e-2, 1e-2, 1e-2)
+
+
+def test_size_guard_and_label_set_guard():
+    with pytest.raises(ValueError, match="at most"):  # C(60, 30) sets: refused before enumerating
+        MultiLabelUFM.balanced(60, {30: 1}, 4, PAL, 1e-2, 1e-2)
+
+
 # ---- closed forms against L-BFGS solves (float64) ------------------------------------------
 
 SOLVED = {
-    "K4-m12": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, 2e-3, 5e-3, 1e-2),
-    "K4-m12-below": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, 0.13, 0.13),
-    "K4-m12-zero": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, 0.16, 0.16),
-    "K4-m12-zero-regbias": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, 0.16, 0.16, 0.1),
-    "K5-m123": lambda: MultiLabelUFM.balanced(5, {1: 1, 2: 1, 3: 1}, 5, 3e-3, 2e-3, 1e-2),
-    "K5-m123-unequal-nobias": lambda: MultiLabelUFM.balanced(5, {1: 3, 2: 1, 3: 2}, 6, 3e-3, 2e-3,
+    "K4-m12": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, PAL, 2e-3, 5e-3, 1e-2),
+    "K4-m12-below": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, PAL, 0.13, 0.13),
+    "K4-m12-zero": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, PAL, 0.16, 0.16),
+    "K4-m12-zero-regbias": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 4, PAL, 0.16, 0.16, 0.1),
+    "K5-m123": lambda: MultiLabelUFM.balanced(5, {1: 1, 2: 1, 3: 1}, 5, PAL, 3e-3, 2e-3, 1e-2),
+    "K5-m123-unequal-nobias": lambda: MultiLabelUFM.balanced(5, {1: 3, 2: 1, 3: 2}, 6, PAL, 3e-3, 2e-3,
                                                              bias=False),
-    "K4-m12-d3-freebias": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 3, 2e-3, 5e-3),
-    "K3-m123-fullset": lambda: MultiLabelUFM.balanced(3, {1: 2, 2: 1, 3: 1}, 3, 1e-2, 1e-2),
+    "K4-m12-d3-freebias": lambda: MultiLabelUFM.balanced(4, {1: 2, 2: 1}, 3, PAL, 2e-3, 5e-3),
+    "K3-m123-fullset": lambda: MultiLabelUFM.balanced(3, {1: 2, 2: 1, 3: 1}, 3, PAL, 1e-2, 1e-2),
 }
 
 
@@ -350,8 +404,8 @@ def test_shuffled_explicit_label_sets_follow_the_sample_order():
     K, counts = 4, {1: 1, 2: 2}
     sets = list(mlt.canonical_label_sets(K, counts))
     np.random.default_rng(0).shuffle(sets)
-    p = MultiLabelUFM(K, sets, 5, 3e-3, 4e-3)
-    q = MultiLabelUFM.balanced(K, counts, 5, 3e-3, 4e-3)
+    p = MultiLabelUFM(K, sets, 5, PAL, 3e-3, 4e-3)
+    q = MultiLabelUFM.balanced(K, counts, 5, PAL, 3e-3, 4e-3)
     pp, pq = ufm.theory.predict(p), ufm.theory.predict(q)
     assert pp.value == pq.value
     assert ufm.compare(p, p.params(**pp.construct(seed=2)), pp, tolerances=mlm.TOLERANCES).ok

@@ -143,8 +143,9 @@ def test_rotation_invariance_of_prediction_quantities():
 
 
 def test_float32_parameters_get_the_float32_floor():
-    """A float32 copy of the exact minimiser fails float64 tolerances but passes at the float32
-    floor (1e-4, DESIGN.md); the report says which precision it judged."""
+    """A float32 copy of the exact minimiser passes at float32 rounding, and the report says
+    which precision it judged: every bound carries the dtype's rounding floor (1000 ulps), so the
+    float32 bounds are far wider than the float64 ones of the same point."""
     problem = ufm.UFM(4, 5, 4, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
     pred = ufm.theory.predict(problem)
     exact = pred.construct(seed=0)
@@ -152,9 +153,10 @@ def test_float32_parameters_get_the_float32_floor():
     report = ufm.compare(problem, single, pred)
     assert report.ok, str(report)
     assert any("float64" in note for note in report.notes)
-    assert report["value"].tolerance == 1e-4 and report["nc1"].tolerance == 1e-8
-    strict = ufm.compare(problem, single, pred,
-                         tolerances={"gram_W": (1e-12, "rel")})  # an explicit tolerance is floored too
-    assert strict["gram_W"].tolerance == 1e-4
     float64 = ufm.compare(problem, problem.params(**exact), pred)
-    assert float64["value"].tolerance == 1e-9 and not any("float64" in n for n in float64.notes)
+    assert float64.ok and not any("float64" in n for n in float64.notes)
+    for name in ("value", "gram_W", "nc1"):
+        assert report[name].tolerance > 1e6 * float64[name].tolerance, name
+    # A fixed tolerance below float32 rounding is raised to it (1000 float32 ulps).
+    fixed = ufm.compare(problem, single, pred, tolerances={"gram_W": (1e-12, "rel")})
+    assert fixed["gram_W"].tolerance == pytest.approx(1e3 * np.finfo(np.float32).eps)

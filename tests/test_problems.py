@@ -78,3 +78,77 @@ def test_config_is_complete():
     assert cfg == dict(model="ufm", num_classes=3, num_per_class=(2, 1, 1), dim=4,
                        loss={"name": "ls", "alpha": 0.1}, lambda_W=1e-2, lambda_H=2e-2,
                        lambda_b=0.0, bias=True)
+
+
+@pytest.mark.parametrize("name", ["lambda_W", "lambda_H", "lambda_b"])
+@pytest.mark.parametrize("bad", [None, "0.1", True, [0.1], 0.1 + 0j, np.ones(2)])
+def test_decays_refuse_non_scalars_by_name(name, bad):
+    base = dict(num_classes=3, num_per_class=2, dim=3, loss=ufm.losses.CrossEntropy(),
+                lambda_W=1e-2, lambda_H=1e-2)
+    with pytest.raises(ValueError, match=name):
+        ufm.UFM(**{**base, name: bad})
+
+
+def test_loss_is_required():
+    with pytest.raises(TypeError):
+        ufm.UFM(3, 2, 3, lambda_W=1e-2, lambda_H=1e-2)
+
+
+def test_init_scale_default_is_half():
+    p = ufm.UFM(4, 50, 8, ufm.losses.MSE(), 1e-2, 1e-2)
+    params = p.init(jax.random.key(0))
+    assert float(jnp.std(params.H)) == pytest.approx(0.5, rel=0.05)
+    assert float(jnp.std(p.init(jax.random.key(0), scale=2.0).H)) == pytest.approx(1.0 * 2.0, rel=0.05)
+
+
+@pytest.mark.parametrize("problem", [
+    ufm.UFM(3, (2, 1, 1), 4, ufm.losses.LabelSmoothing(0.1), 1e-2, 2e-2),
+    ufm.UFM(4, 3, 3, ufm.losses.Focal(1.5), 3e-3, 2e-2, lambda_b=0.2),
+    ufm.UFM(3, 2, 2, ufm.losses.MSE(), 1e-2, 1e-2, bias=False),
+    ufm.UFM(3, 2, 2, ufm.losses.CrossEntropy(), 1e-2, 1e-2),
+], ids=["ls-imbalanced", "fl-regbias", "mse-nobias", "ce"])
+def test_from_config_inverts_config(problem):
+    import json
+    cfg = problem.config()
+    assert ufm.UFM.from_config(cfg) == problem
+    again = ufm.UFM.from_config(json.loads(json.dumps(cfg)))  # through JSON: tuples become lists
+    assert again == problem and again.config() == cfg
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ([1, 2], "mapping"),
+    (dict(model="regression"), "expected 'ufm'"),
+    (dict(model="ufm", num_classes=3), "lacks"),
+])
+def test_from_config_refuses_other_configs(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        ufm.UFM.from_config(cfg)
+    bad_loss = {**ufm.UFM(3, 2, 3, ufm.losses.MSE(), 1e-2, 1e-2).config(), "loss": {"name": "hinge"}}
+    with pytest.raises(ValueError, match="config loss"):
+        ufm.UFM.from_config(bad_loss)
+
+
+def test_a_problem_too_large_for_memory_is_refused_at_construction():
+    with pytest.raises(ValueError, match="GiB"):
+        ufm.UFM(100_000, 1000, 512, ufm.losses.CrossEntropy(), 1e-3, 1e-3)
+
+
+def test_large_ce_problem_has_no_dense_label_constant():
+    """K = 1000, n = 100, d = 512 (N = 10⁵) constructs, and its compiled objective holds no
+    [N]- or [N, K]-sized constant: the labels are an iota built in the graph. Lowered from shapes
+    only (nothing of size N·K is allocated here)."""
+    p = ufm.UFM(1000, 100, 512, ufm.losses.CrossEntropy(), 1e-3, 1e-3)
+    shapes = jax.eval_shape(lambda: p.init(jax.random.key(0)))
+    text = jax.jit(p.value).lower(shapes).as_text()
+    assert len(text) < 50_000, len(text)  # a 10⁵-entry label constant would print ≥ 10⁵ characters
+    import re
+    literals = re.findall(r"constant dense<([^>]*)>", text)
+    assert literals and max(len(x) for x in literals) < 100, literals  # splats and scalars only
+
+
+@pytest.mark.slow
+def test_large_ce_problem_solves_a_few_steps():
+    p = ufm.UFM(1000, 100, 512, ufm.losses.CrossEntropy(), 1e-3, 1e-3)
+    sol = ufm.solve(p, ufm.solvers.GradientDescent(1e-2), p.init(jax.random.key(0)), max_steps=2,
+                    gtol=1e-12)
+    assert int(sol.num_steps) == 2 and np.isfinite(float(sol.value))

@@ -27,7 +27,7 @@ from helpers import rel_err
 N, T, D = 20, 3, 5
 SPECTRUM = np.array([1.0, 0.5, 0.2])
 MEAN = np.array([0.5, -1.0, 2.0])
-REGIMES = {"full-rank": 0.05, "partial-rank": 0.3, "zero": 1.5}  # c placed between eigenvalues
+REGIMES = {"collapse": 0.05, "partial-rank": 0.3, "zero": 1.5}  # c placed between eigenvalues
 
 
 def _problem(c, lambda_W=0.1, spectrum=SPECTRUM, N=N, d=D, rotate=False, seed=0):
@@ -100,6 +100,53 @@ def test_targets_are_an_array_leaf_and_lists_are_accepted():
     assert p.config()["model"] == "regression" and p.config()["targets"] == Y
 
 
+def test_from_config_inverts_config():
+    import json
+    p = _problem(0.3, lambda_W=0.07, rotate=True)
+    cfg = json.loads(json.dumps(p.config()))
+    q = RegressionUFM.from_config(cfg)
+    np.testing.assert_array_equal(np.asarray(q.targets), np.asarray(p.targets))
+    assert (q.dim, float(q.lambda_W), float(q.lambda_H)) == (p.dim, float(p.lambda_W), float(p.lambda_H))
+    assert q.config() == p.config()
+    with pytest.raises(ValueError, match="differ"):
+        RegressionUFM.from_config(cfg, targets=np.asarray(p.targets) + 1.0)
+
+
+def test_from_config_of_large_targets_takes_them_by_digest():
+    Y = synthetic_targets(0, 5001, [1.0, 0.5])  # 10,002 numbers: recorded by digest only
+    p = RegressionUFM(Y, 3, 0.1, 1e-4)
+    cfg = p.config()
+    assert "targets" not in cfg and "targets_sha256" in cfg
+    with pytest.raises(ValueError, match="digest only"):
+        RegressionUFM.from_config(cfg)
+    with pytest.raises(ValueError, match="do not match"):
+        RegressionUFM.from_config(cfg, targets=Y + 1.0)
+    q = RegressionUFM.from_config(cfg, targets=Y)
+    assert q.config() == cfg
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda H, W, Y: nrc.nrc1(np.where(H > 0, np.nan, H), 3), "non-finite"),
+    (lambda H, W, Y: nrc.nrc2(H, np.full_like(W, np.inf)), "non-finite"),
+    (lambda H, W, Y: nrc.nrc3(W, np.where(Y > 0, np.nan, Y)), "non-finite"),
+    (lambda H, W, Y: nrc.nrc1(H[:, 0], 3), "2-D"),
+    (lambda H, W, Y: nrc.nrc1(np.zeros((0, 3)), 3), "empty"),
+    (lambda H, W, Y: nrc.nrc2(H, W[:, :2]), "share d"),
+    (lambda H, W, Y: nrc.nrc3(W[:2], Y), r"\[t, t\]"),
+    (lambda H, W, Y: nrc.nrc_metrics(H[:5], W, Y), "same number of rows"),
+    (lambda H, W, Y: nrc.dnrc2(H[:5], Y), "same number of rows"),
+    (lambda H, W, Y: nrc.deep_nrc([H[:5]], [W], Y), "same number of rows"),
+    (lambda H, W, Y: nrc.nrc1(H, 0), "num_directions"),
+    (lambda H, W, Y: nrc.nrc1(H.astype(complex), 3), "real numbers"),
+    (lambda H, W, Y: nrc.nrc1(None, 3), "H must be"),
+])
+def test_metrics_refuse_bad_input(call, match):
+    p = _problem(REGIMES["collapse"])
+    x = predict(p).construct(seed=0)
+    with pytest.raises(ValueError, match=match):
+        call(x["H"], x["W"], np.asarray(p.targets))
+
+
 def test_value_matches_hand_objective():
     p = _problem(0.3, lambda_W=0.07, rotate=True)
     rng = np.random.default_rng(3)
@@ -148,7 +195,7 @@ def test_synthetic_targets_determinism_and_errors():
 
 def test_exact_thresholds_and_regimes():
     lam = [0.2, 0.5, 1.0]
-    assert reg_theory.regime(lam, 0.2 * (1 - 1e-12)) == "full-rank"
+    assert reg_theory.regime(lam, 0.2 * (1 - 1e-12)) == "collapse"
     assert reg_theory.regime(lam, 0.2) == "partial-rank"  # λ_min ≤ c drops λ_min
     assert reg_theory.regime(lam, 1.0 * (1 - 1e-12)) == "partial-rank"
     assert reg_theory.regime(lam, 1.0) == "zero"  # c ≥ λ_max
@@ -307,7 +354,7 @@ def test_nrc_at_the_exact_minimiser(regime):
     Sigma = nrc.centred_covariance(Y)
     ref_value, ref_gamma = _nrc3_closed_form(W, Sigma)
     r = values["nrc3"]
-    if regime == "full-rank":
+    if regime == "collapse":
         assert r.value <= 1e-10 and abs(r.gamma - c) <= 1e-6 * c
         assert values["dnrc3"] == pytest.approx(1.0, abs=1e-12) and values["dnrc4"] <= 1e-12
     else:
@@ -342,7 +389,7 @@ def _sqrtm(S):
 
 
 def test_metrics_are_clearly_nonzero_after_perturbation():
-    p = _problem(REGIMES["full-rank"], rotate=True, seed=1)
+    p = _problem(REGIMES["collapse"], rotate=True, seed=1)
     x = predict(p).construct(seed=0)
     Y = np.asarray(p.targets)
     rng = np.random.default_rng(0)
@@ -394,13 +441,13 @@ def test_metric_hand_values_and_edge_cases():
 
 
 def test_measure_and_deep_nrc_on_a_solve():
-    p = _problem(REGIMES["full-rank"], rotate=True)
+    p = _problem(REGIMES["collapse"], rotate=True)
     sol = _solve(p, seed=1)
     m = ufm.metrics.measure(p, sol.params)
     layers = nrc.deep_nrc([np.asarray(sol.params.H)], [np.asarray(sol.params.W)], p.targets)
     for k in ("dnrc1", "dnrc2", "dnrc3", "dnrc4"):
         assert layers[0][k] == pytest.approx(m[k], rel=1e-12, abs=1e-15)
-    assert m["nrc3_gamma"] == pytest.approx(REGIMES["full-rank"], rel=1e-6)
+    assert m["nrc3_gamma"] == pytest.approx(REGIMES["collapse"], rel=1e-6)
 
 
 # ---- verification rows and doctests ------------------------------------------------------------

@@ -26,10 +26,10 @@ def _case(name, K, counts, d, lambda_W, lambda_H, lambda_b=0.0, bias=True, tier=
 
         loss_obj = {"pal": losses.PickAllLabel, "pal_normalised": losses.PickAllLabelNormalised}[loss]()
         if label_sets is not None:
-            return MultiLabelUFM(K, label_sets, d, lambda_W, lambda_H, lambda_b=lambda_b, bias=bias,
-                                 loss=loss_obj)
-        return MultiLabelUFM.balanced(K, counts, d, lambda_W, lambda_H, lambda_b=lambda_b, bias=bias,
-                                      loss=loss_obj)
+            return MultiLabelUFM(K, label_sets, d, loss_obj, lambda_W, lambda_H, lambda_b=lambda_b,
+                                 bias=bias)
+        return MultiLabelUFM.balanced(K, counts, d, loss_obj, lambda_W, lambda_H, lambda_b=lambda_b,
+                                      bias=bias)
 
     return Case(name=name, model="multilabel_ufm", loss=loss, build=build, tier=tier,
                 check=None if expect_no_closed_form else _check,

@@ -30,30 +30,84 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ufm.metrics import measure
-from ufm.problems.multilabel import MultiLabelUFM, normalise_label_sets
+from ufm._types import check_int
+from ufm.labels import multi_hot, normalise_label_sets
+from ufm.metrics._registry import measure
+from ufm.problems.multilabel import MultiLabelUFM
 
 
 def as_multi_hot(targets, num_classes: int | None = None) -> np.ndarray:
-    """Multi-hot float64 matrix [N, K] from a multi-hot array or a sequence of label sets."""
+    """Multi-hot float64 matrix [N, K] from a multi-hot array or a sequence of label sets.
+
+    Raises:
+        ValueError: for a matrix that is not [N, K] with N ≥ 1 and K ≥ 2, entries outside {0, 1},
+            an empty row (a sample without a label), or label sets with labels outside [0, K).
+    """
+    if num_classes is not None:
+        check_int("num_classes", num_classes, low=2)
     if hasattr(targets, "shape") and np.ndim(targets) == 2:
-        Y = np.asarray(targets, dtype=np.float64)
+        Y = np.asarray(targets)
+        if Y.dtype.kind not in "biuf":
+            raise ValueError(f"targets must be a multi-hot matrix of zeros and ones, got dtype {Y.dtype}")
+        Y = Y.astype(np.float64)
         if num_classes is not None and Y.shape[1] != num_classes:
             raise ValueError(f"targets must have num_classes={num_classes} columns, got {Y.shape}")
+        if Y.shape[0] < 1 or Y.shape[1] < 2:
+            raise ValueError(f"targets must be a multi-hot matrix [N, K] with N >= 1 and K >= 2, "
+                             f"got shape {Y.shape}")
         if not np.all((Y == 0) | (Y == 1)):
             raise ValueError("targets must be a multi-hot matrix of zeros and ones")
+        empty = np.flatnonzero(Y.sum(axis=1) == 0)
+        if empty.size:
+            raise ValueError(f"targets row {int(empty[0])} is empty: every sample needs at least one label")
         return Y
     if num_classes is None:
         raise ValueError("num_classes is needed when the targets are given as label sets")
-    sets = normalise_label_sets(targets, num_classes)
-    Y = np.zeros((len(sets), num_classes))
-    for i, S in enumerate(sets):
-        Y[i, list(S)] = 1.0
-    return Y
+    return multi_hot(normalise_label_sets(targets, num_classes), num_classes)
+
+
+def _features(H, Y: np.ndarray, name: str = "H") -> np.ndarray:
+    """Finite real features [N, d] with one row per target row, as float64 (else ValueError)."""
+    arr = np.asarray(H)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must be a 2-D array [N, d], got shape {arr.shape}")
+    if arr.shape[0] != Y.shape[0]:
+        raise ValueError(f"{name} must have one row per sample of the targets ({Y.shape[0]}), got "
+                         f"shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite entries (NaN or inf): metrics of such arrays are undefined")
+    return arr.astype(np.float64)
+
+
+def _classifier(W, K: int | None = None, d: int | None = None) -> np.ndarray:
+    """Finite real classifier rows W [K, d], K ≥ 2, as float64 (else ValueError)."""
+    arr = np.asarray(W)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"W must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise ValueError(f"W must be a 2-D array [K, d] with K >= 2 classes, got shape {arr.shape}")
+    if K is not None and arr.shape[0] != K:
+        raise ValueError(f"W must have one row per class (K={K}), got shape {arr.shape}")
+    if d is not None and arr.shape[1] != d:
+        raise ValueError(f"W [K, d] and H [N, d] must share d={d}, got W of shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("W has non-finite entries (NaN or inf): metrics of such arrays are undefined")
+    return arr.astype(np.float64)
+
+
+def _targets_for(W, targets, num_classes):
+    """Multi-hot targets; label sets take K from ``num_classes`` or else from the rows of W."""
+    if num_classes is None and not (hasattr(targets, "shape") and np.ndim(targets) == 2):
+        num_classes = np.shape(W)[0] if np.ndim(W) == 2 else None
+    return as_multi_hot(targets, num_classes)
 
 
 def _nc1(H: np.ndarray, ids: np.ndarray, C: int, rtol: float = 1e-10) -> float:
     """trace(Sw Sb⁺)/C with Sw over 1/N and Sb of the centred means (THEORY.md §11.1)."""
+    if C < 2:
+        raise ValueError("NC1 needs at least two classes (or label sets) with samples; got one")
     counts = np.bincount(ids, minlength=C)
     M_raw = np.zeros((C, H.shape[1]))
     np.add.at(M_raw, ids, H)
@@ -78,7 +132,7 @@ def single_label_means(H, targets, num_classes: int | None = None) -> np.ndarray
         ValueError: if some class has no single-label sample.
     """
     Y = as_multi_hot(targets, num_classes)
-    H = np.asarray(H, dtype=np.float64)
+    H = _features(H, Y)
     single = Y.sum(axis=1) == 1
     counts = Y[single].sum(axis=0)
     if np.any(counts == 0):
@@ -90,22 +144,23 @@ def single_label_means(H, targets, num_classes: int | None = None) -> np.ndarray
 def nc1_single(H, targets, num_classes: int | None = None) -> float:
     """NC1 of the single-label samples, with their label as the class."""
     Y = as_multi_hot(targets, num_classes)
-    single_label_means(H, Y)  # validates that every class has single-label samples
+    single_label_means(H, Y)  # validates H and that every class has single-label samples
     single = Y.sum(axis=1) == 1
-    return _nc1(np.asarray(H, dtype=np.float64)[single], np.argmax(Y[single], axis=1), Y.shape[1])
+    return _nc1(_features(H, Y)[single], np.argmax(Y[single], axis=1), Y.shape[1])
 
 
 def nc2_classifier(W) -> float:
     """ETF distance of W_c W_cᵀ (THEORY.md §11.2) with W_c the centred classifier rows."""
-    W = np.asarray(W, dtype=np.float64)
+    W = _classifier(W)
     Wc = W - W.mean(axis=0, keepdims=True)
     return _etf_distance(Wc @ Wc.T)
 
 
 def nc3_single(W, H, targets, num_classes: int | None = None) -> float:
     """ETF distance of A = W_c M1ᵀ, M1 the single-label means centred by their own mean."""
-    W = np.asarray(W, dtype=np.float64)
-    M1 = single_label_means(H, targets, num_classes if num_classes is not None else W.shape[0])
+    Y = _targets_for(W, targets, num_classes)
+    M1 = single_label_means(H, Y)
+    W = _classifier(W, Y.shape[1], M1.shape[1])
     Wc = W - W.mean(axis=0, keepdims=True)
     return _etf_distance(Wc @ (M1 - M1.mean(axis=0, keepdims=True)).T)
 
@@ -120,12 +175,12 @@ def set_index(targets, num_classes: int | None = None) -> tuple[np.ndarray, np.n
 def nc1_sets(H, targets, num_classes: int | None = None) -> float:
     """NC1 with the distinct label sets as classes: 0 under within-set collapse."""
     ids, sets = set_index(targets, num_classes)
-    return _nc1(np.asarray(H, dtype=np.float64), ids, len(sets))
+    return _nc1(_features(H, sets[ids]), ids, len(sets))
 
 
 def _set_means(H, Y):
     ids, sets = set_index(Y)
-    H = np.asarray(H, dtype=np.float64)
+    H = _features(H, Y)
     means = np.zeros((len(sets), H.shape[1]))
     np.add.at(means, ids, H)
     return sets, means / np.bincount(ids)[:, None]
@@ -171,8 +226,8 @@ def rho_hat(H, targets, num_classes: int | None = None) -> dict[int, float]:
 def multilabel_metrics(W, H, targets, num_classes: int | None = None) -> dict[str, float]:
     """All multi-label metrics: nc2_W, nc1_sets, and when every class has single-label samples
     nc1_single, nc3_single, angle_sets (the largest angle) and rho_{m}."""
-    W = np.asarray(W, dtype=np.float64)
-    Y = as_multi_hot(targets, num_classes if num_classes is not None else W.shape[0])
+    Y = _targets_for(W, targets, num_classes)
+    W = _classifier(W, Y.shape[1], _features(H, Y).shape[1])
     out = dict(nc2_W=nc2_classifier(W), nc1_sets=nc1_sets(H, Y))
     single = Y[Y.sum(axis=1) == 1]
     if single.shape[0] and np.all(single.sum(axis=0) > 0):

@@ -38,7 +38,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ufm.metrics import measure
+from ufm.metrics._registry import measure
 from ufm.problems.regression import RegressionUFM
 from ufm.theory.scalar import golden_max
 
@@ -46,10 +46,27 @@ _NAN = float("nan")
 
 
 def _f64(x, name: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
+    """``x`` as a finite, non-empty float64 array of ``ndim`` dimensions, else ValueError naming it."""
+    if x is None or isinstance(x, (str, bytes, bool)):
+        raise ValueError(f"{name} must be a {ndim}-D array of real numbers, got {x!r}")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists
+        raise ValueError(f"{name} must be a {ndim}-D array of real numbers ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
-    return arr
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite entries (NaN or inf): metrics of such arrays are undefined")
+    return arr.astype(np.float64)
+
+
+def _same_rows(H: np.ndarray, Y: np.ndarray) -> None:
+    if H.shape[0] != Y.shape[0]:
+        raise ValueError(f"H and targets need the same number of rows, got {H.shape} and {Y.shape}")
 
 
 def _check_count(name: str, value) -> int:
@@ -117,7 +134,9 @@ def nrc1(H, num_directions: int) -> float:
     Hc = H - H.mean(axis=0)
     if units is None or not np.any(Hc):
         return _NAN
-    V = _row_space(Hc, k=min(t, H.shape[1]))
+    if t >= H.shape[1]:  # the top-t subspace is all of ℝ^d: the projection is the identity
+        return 0.0
+    V = _row_space(Hc, k=t)
     R = units - (units @ V) @ V.T
     return float(np.mean(np.sum(R ** 2, axis=1)))
 
@@ -148,6 +167,8 @@ def nrc2(H, W, rtol: float = 1e-10) -> float:
     if units is None:
         return _NAN
     V = _row_space(W, rtol=rtol)
+    if V.shape[1] == H.shape[1]:  # W has rank d: P_W is the identity
+        return 0.0
     R = units - (units @ V) @ V.T
     return float(np.mean(np.sum(R ** 2, axis=1)))
 
@@ -222,6 +243,8 @@ def nrc3(W, targets=None, *, covariance=None) -> NRC3Result:
 def nrc_metrics(H, W, targets) -> dict:
     """NRC1, NRC2, NRC3 and γ̂ of one point, as a dict (``nrc1``, ``nrc2``, ``nrc3``, ``nrc3_gamma``)."""
     Y = _f64(targets, "targets", 2)
+    H = _f64(H, "H", 2)
+    _same_rows(H, Y)
     r = nrc3(W, Y)
     return dict(nrc1=nrc1(H, Y.shape[1]), nrc2=nrc2(H, W), nrc3=r.value, nrc3_gamma=r.gamma)
 
@@ -279,8 +302,7 @@ def dnrc2(H, targets) -> float:
         1.0
     """
     H, Y = _f64(H, "H", 2), _f64(targets, "targets", 2)
-    if H.shape[0] != Y.shape[0]:
-        raise ValueError(f"H and targets need the same number of rows, got {H.shape} and {Y.shape}")
+    _same_rows(H, Y)
     Hc, Yc = H - H.mean(axis=0), Y - Y.mean(axis=0)
     denom = np.linalg.norm(Hc.T @ Hc) * np.linalg.norm(Yc.T @ Yc)
     return _NAN if denom == 0 else float(np.linalg.norm(Hc.T @ Yc) ** 2 / denom)
@@ -325,8 +347,7 @@ def dnrc4(H, targets, rtol: float = 1e-3) -> float:
         True
     """
     H, Y = _f64(H, "H", 2), _f64(targets, "targets", 2)
-    if H.shape[0] != Y.shape[0]:
-        raise ValueError(f"H and targets need the same number of rows, got {H.shape} and {Y.shape}")
+    _same_rows(H, Y)
     Yc = Y - Y.mean(axis=0)
     U, sv, _ = np.linalg.svd(H, full_matrices=False)
     r = int(np.sum(sv > rtol * sv[0])) if sv.size and sv[0] > 0 else 0
@@ -350,6 +371,7 @@ def deep_nrc(features: Sequence, weights: Sequence, targets) -> list[dict]:
     t = Y.shape[1]
     rows = []
     for H, W in zip(features, weights):
+        _same_rows(_f64(H, "features[l]", 2), Y)
         row = dict(dnrc1=dnrc1(H, t), dnrc1_squared=dnrc1_squared(H, t), stable_rank=stable_rank(H),
                    dnrc2=dnrc2(H, Y))
         if W is not None:

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_int, default_float
+from ufm._types import Array, ArrayLike, check_fits_in_memory, check_int, default_float
 from ufm.losses import PickAllLabel, PickAllLabelNormalised
 from ufm.problems._base import (LinearClassifier, check_bias, check_decays, check_loss,
                                 problem_dataclass, to_float)
 from ufm.labels import balanced_counts, canonical_label_sets, multi_hot, normalise_label_sets
+from ufm.problems.ufm import _check_config, loss_from_config
 
 _SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
 
@@ -33,29 +34,30 @@ class MultiLabelUFM(LinearClassifier):
             [0, K), or a multi-hot array [N, K]. Stored as a tuple of sorted tuples (a static
             field, so it must be hashable).
         dim: feature dimension d ≥ 1.
+        loss: :class:`ufm.losses.PickAllLabel` or :class:`ufm.losses.PickAllLabelNormalised`
+            (required, as in every classification model).
         lambda_W, lambda_H: weight decays ≥ 0 (array leaves).
         lambda_b: bias decay ≥ 0; must be 0 when ``bias`` is False.
         bias: whether the model has a bias b.
-        loss: :class:`ufm.losses.PickAllLabel` (default) or
-            :class:`ufm.losses.PickAllLabelNormalised`.
 
     Examples:
         >>> import jax, ufm
-        >>> p = ufm.MultiLabelUFM(3, [[0], [1], [2], [0, 1]], 3, 1e-2, 1e-2)
+        >>> pal = ufm.losses.PickAllLabel()
+        >>> p = ufm.MultiLabelUFM(3, [[0], [1], [2], [0, 1]], 3, pal, 1e-2, 1e-2)
         >>> p.num_samples, p.targets.shape, p.counts_by_size is None
         (4, (4, 3), True)
-        >>> ufm.MultiLabelUFM.balanced(3, {1: 2, 2: 1}, 3, 1e-2, 1e-2).counts_by_size
+        >>> ufm.MultiLabelUFM.balanced(3, {1: 2, 2: 1}, 3, pal, 1e-2, 1e-2).counts_by_size
         {1: 2, 2: 1}
     """
 
     num_classes: int
     label_sets: tuple
     dim: int
+    loss: object
     lambda_W: ArrayLike
     lambda_H: ArrayLike
     lambda_b: ArrayLike = 0.0
     bias: bool = True
-    loss: object = PickAllLabel()
 
     def __post_init__(self):
         K = check_int("num_classes", self.num_classes, low=2)
@@ -64,11 +66,15 @@ class MultiLabelUFM(LinearClassifier):
         check_bias(self.bias)
         check_loss(self.loss, _SUPPORTED_LOSSES, "PickAllLabel() or PickAllLabelNormalised()")
         check_decays(self)
+        K, N, d = self.num_classes, self.num_samples, self.dim
+        # parameters W, H, b, the [N, K] outputs and the [N, K] multi-hot targets
+        check_fits_in_memory(f"MultiLabelUFM(num_classes={K}, N={N}, dim={d})",
+                             K * d + N * d + K + 2 * N * K)
 
     @classmethod
-    def balanced(cls, num_classes: int, counts_by_size: Mapping[int, int], dim: int,
+    def balanced(cls, num_classes: int, counts_by_size: Mapping[int, int], dim: int, loss,
                  lambda_W: ArrayLike, lambda_H: ArrayLike, lambda_b: ArrayLike = 0.0,
-                 bias: bool = True, loss=PickAllLabel()) -> "MultiLabelUFM":
+                 bias: bool = True) -> "MultiLabelUFM":
         """Data balanced within each multiplicity: every label set of size m occurs n_m times.
 
         Samples are set-major (sizes ascending, sets in ``itertools.combinations`` order, each
@@ -78,8 +84,23 @@ class MultiLabelUFM(LinearClassifier):
             counts_by_size: {m: n_m} with 1 ≤ m ≤ K and n_m ≥ 1, e.g. {1: 2, 2: 1}.
         """
         K = check_int("num_classes", num_classes, low=2)
-        return cls(K, canonical_label_sets(K, counts_by_size), dim, lambda_W, lambda_H,
-                   lambda_b=lambda_b, bias=bias, loss=loss)
+        return cls(K, canonical_label_sets(K, counts_by_size), dim, loss, lambda_W, lambda_H,
+                   lambda_b=lambda_b, bias=bias)
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "MultiLabelUFM":
+        """The problem whose :meth:`config` is ``config`` (the exact inverse; JSON round trips too).
+
+        Examples:
+            >>> import ufm
+            >>> p = ufm.MultiLabelUFM.balanced(3, {1: 2, 2: 1}, 3, ufm.losses.PickAllLabel(), 1e-2, 1e-2)
+            >>> ufm.MultiLabelUFM.from_config(p.config()) == p
+            True
+        """
+        cfg = _check_config(config, "multilabel_ufm", ("num_classes", "label_sets", "dim", "loss",
+                                                       "lambda_W", "lambda_H", "lambda_b", "bias"))
+        return cls(cfg["num_classes"], cfg["label_sets"], cfg["dim"], loss_from_config(cfg["loss"]),
+                   cfg["lambda_W"], cfg["lambda_H"], lambda_b=cfg["lambda_b"], bias=cfg["bias"])
 
     # ---- sizes and data -------------------------------------------------------------------
     @property
@@ -135,3 +156,16 @@ def _predict_multilabel(problem: MultiLabelUFM) -> theory.Prediction:
     return theory.multilabel.pal_ufm(
         problem.num_classes, counts, problem.dim, float(problem.lambda_W), float(problem.lambda_H),
         float(problem.lambda_b), problem.bias, label_sets=problem.label_sets)
+
+
+@theory.threshold.register(MultiLabelUFM)
+def _threshold_multilabel(problem: MultiLabelUFM) -> float:
+    """P* = Σ_m n_m C(K−2, m−1)/N² of P = λ_W λ_H (:func:`ufm.theory.multilabel.pal_threshold`)."""
+    if isinstance(problem.loss, PickAllLabelNormalised):
+        raise theory.NoClosedForm("the normalised pick-all-label loss (PAL-N, divided by |S|) has no "
+                                  "threshold in THEORY.md §7")
+    counts = problem.counts_by_size
+    if counts is None:
+        raise theory.NoClosedForm("the label sets are not balanced within each multiplicity: no "
+                                  "threshold in THEORY.md §7")
+    return theory.multilabel.pal_threshold(problem.num_classes, counts)

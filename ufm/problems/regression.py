@@ -11,9 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float
+from typing import Mapping
+
+from ufm._types import Array, ArrayLike, check_fits_in_memory, check_int, check_scalar, default_float
 from ufm.manifolds import Euclidean
 from ufm.problems._base import problem_dataclass, to_float
+from ufm.problems.ufm import _check_config
 import ufm.theory.regression as _theory_regression
 
 _CONFIG_MAX_TARGETS = 10_000  # config() lists the targets up to this many numbers, else a digest
@@ -93,6 +96,40 @@ class RegressionUFM:
         check_int("dim", self.dim, low=1)
         for name in ("lambda_W", "lambda_H"):
             check_scalar(name, getattr(self, name), low=0.0, high=None, allowed=">= 0")
+        if arr is not None:
+            (N, t), d = arr.shape, self.dim
+            # parameters W, H, b, the targets and the [N, t] outputs
+            check_fits_in_memory(f"RegressionUFM(N={N}, t={t}, dim={d})", t * d + N * d + t + 2 * N * t)
+
+    @classmethod
+    def from_config(cls, config: Mapping, targets=None) -> "RegressionUFM":
+        """The problem whose :meth:`config` is ``config`` (the exact inverse).
+
+        The config lists the targets when they hold at most 10,000 numbers; larger targets are
+        recorded by their SHA-256 digest only, and must then be passed as ``targets`` (they are
+        checked against the digest). ``targets`` given with a listing config must equal it.
+
+        Examples:
+            >>> import ufm
+            >>> p = ufm.RegressionUFM(synthetic_targets(0, 6, [1.0, 0.5]), 3, 0.1, 0.05)
+            >>> q = ufm.RegressionUFM.from_config(p.config())
+            >>> q.dim == p.dim and bool((q.targets == p.targets).all()) and q.lambda_H == p.lambda_H
+            True
+        """
+        cfg = _check_config(config, "regression", ("dim", "lambda_W", "lambda_H"))
+        if "targets" in cfg:
+            Y = np.asarray(cfg["targets"], dtype=np.float64)
+            if targets is not None and not np.array_equal(np.asarray(targets, dtype=np.float64), Y):
+                raise ValueError("targets differ from the targets listed in config")
+        elif targets is None:
+            raise ValueError("config records the targets by digest only (targets_sha256): pass "
+                             "from_config(config, targets=Y)")
+        else:
+            Y = np.asarray(targets, dtype=np.float64)
+            digest = hashlib.sha256(np.ascontiguousarray(Y).tobytes()).hexdigest()
+            if digest != cfg.get("targets_sha256"):
+                raise ValueError("targets do not match the config's targets_sha256 digest")
+        return cls(Y, cfg["dim"], cfg["lambda_W"], cfg["lambda_H"])
 
     # ---- sizes and data -------------------------------------------------------------------
     @property
@@ -114,7 +151,7 @@ class RegressionUFM:
         return RegressionParams(1.0, float(self.num_samples), 1.0)
 
     # ---- parameters ------------------------------------------------------------------------
-    def init(self, key: Array, scale: float = 0.1) -> RegressionParams:
+    def init(self, key: Array, scale: float = 0.5) -> RegressionParams:
         """Gaussian W, H with standard deviation ``scale``; b starts at 0."""
         kw, kh = jax.random.split(key)
         dtype = default_float()
@@ -218,6 +255,13 @@ def _predict_regression(problem: RegressionUFM) -> theory.Prediction:
     return _theory_regression.predict_regression(
         np.asarray(problem.targets, dtype=np.float64), problem.dim,
         float(problem.lambda_W), float(problem.lambda_H))
+
+
+@theory.threshold.register(RegressionUFM)
+def _threshold_regression(problem: RegressionUFM) -> float:
+    """P* = λ_max/N of P = λ_W λ_H: W ≠ 0 iff c = N λ_W λ_H < λ_max (THEORY.md §8)."""
+    Y = np.asarray(problem.targets, dtype=np.float64)
+    return _theory_regression.threshold_product(Y)
 
 
 __all__ = ["RegressionUFM", "RegressionParams", "synthetic_targets"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from ufm import theory
-from ufm._types import ArrayLike, check_int
-from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
+from ufm._types import ArrayLike, check_fits_in_memory, check_int
+from ufm.losses import LOSSES, CrossEntropy, Focal, LabelSmoothing, MSE
 from ufm.problems._base import (ClassLabels, LinearClassifier, check_bias, check_decays, check_loss,
                                 normalise_counts, problem_dataclass, to_float)
 from ufm.problems._base import UFMParams  # noqa: F401  (re-exported: the plain UFM's parameters)
@@ -51,6 +53,26 @@ class UFM(ClassLabels, LinearClassifier):
         check_bias(self.bias)
         check_loss(self.loss, _SUPPORTED_LOSSES, "one of MSE(), CrossEntropy(), LabelSmoothing(alpha), Focal(gamma)")
         check_decays(self)
+        K, N, d = self.num_classes, self.num_samples, self.dim
+        # parameters W, H, b and the [N, K] outputs (labels are built in the graph, not stored)
+        check_fits_in_memory(f"UFM(num_classes={K}, N={N}, dim={d})", K * d + N * d + K + N * K)
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "UFM":
+        """The problem whose :meth:`config` is ``config`` (the exact inverse; JSON round trips too).
+
+        Examples:
+            >>> import ufm
+            >>> p = ufm.UFM(3, (2, 1, 1), 4, ufm.losses.Focal(2.0), 1e-2, 2e-2)
+            >>> ufm.UFM.from_config(p.config()) == p
+            True
+        """
+        cfg = _check_config(config, "ufm", ("num_classes", "num_per_class", "dim", "loss", "lambda_W",
+                                            "lambda_H", "lambda_b", "bias"))
+        counts = cfg["num_per_class"]
+        return cls(cfg["num_classes"], tuple(counts) if isinstance(counts, list) else counts, cfg["dim"],
+                   loss_from_config(cfg["loss"]), cfg["lambda_W"], cfg["lambda_H"],
+                   lambda_b=cfg["lambda_b"], bias=cfg["bias"])
 
     @property
     def reference_geometry(self) -> str:
@@ -65,6 +87,25 @@ class UFM(ClassLabels, LinearClassifier):
                     lambda_H=to_float(self.lambda_H), lambda_b=to_float(self.lambda_b), bias=self.bias)
 
 
+def _check_config(config, model: str, keys: tuple) -> Mapping:
+    """``config`` must be a mapping of ``model`` holding ``keys`` (ValueError naming what is wrong)."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a mapping (as returned by config()), got {type(config).__name__}")
+    if config.get("model") != model:
+        raise ValueError(f"config describes model {config.get('model')!r}, expected {model!r}")
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise ValueError(f"config of model {model!r} lacks {missing}")
+    return config
+
+
+def loss_from_config(spec) -> object:
+    """The loss of a config's ``{"name": ..., hyperparameters...}`` entry (inverse of config())."""
+    if not isinstance(spec, Mapping) or spec.get("name") not in LOSSES:
+        raise ValueError(f"config loss must be {{'name': one of {sorted(LOSSES)}, ...}}, got {spec!r}")
+    return LOSSES[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
+
+
 @theory.predict.register(UFM)
 def _predict_ufm(problem: UFM) -> theory.Prediction:
     loss = problem.loss
@@ -73,3 +114,13 @@ def _predict_ufm(problem: UFM) -> theory.Prediction:
         lambda_W=float(problem.lambda_W), lambda_H=float(problem.lambda_H),
         lambda_b=float(problem.lambda_b), bias=problem.bias,
         alpha=float(getattr(loss, "alpha", 0.0)), gamma=float(getattr(loss, "gamma", 0.0)))
+
+
+@theory.threshold.register(UFM)
+def _threshold_ufm(problem: UFM) -> float:
+    """P* of P = λ_W λ_H: the minimiser is non-zero iff P < P* (:func:`ufm.theory.plain.threshold_plain`)."""
+    loss = problem.loss
+    return theory.plain.threshold_plain(
+        counts=problem.counts, dim=problem.dim, loss=loss.name, bias=problem.bias,
+        lambda_b=float(problem.lambda_b), alpha=float(getattr(loss, "alpha", 0.0)),
+        gamma=float(getattr(loss, "gamma", 0.0)))

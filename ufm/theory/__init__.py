@@ -33,9 +33,19 @@ def predict(problem) -> Prediction:
 
 @functools.singledispatch
 def threshold(problem) -> float:
-    """The critical regularisation of ``problem``: the value of its model's threshold parameter
-    at which the non-zero minimiser disappears (each registration's docstring names the
-    parameter and the comparison), or ``NoClosedForm`` where the model has no threshold."""
+    """The critical regularisation P* of ``problem``: its global minimiser is non-zero iff its
+    decay product P is below P*.
+
+    P = λ_W λ_H for the two-factor models (plain, multi-label, regression) and λ_H Π_l λ_l for deep
+    models; each registration's docstring names its formula. ``NoClosedForm`` (with the reason)
+    where the model has no threshold or no theorem gives one.
+
+    Examples:
+        >>> import ufm
+        >>> p = ufm.UFM(4, 5, 4, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
+        >>> ufm.theory.threshold(p) == 1 / (4 ** 2 * 5)   # Kτ < 1 with τ = √(n λ_W λ_H)
+        True
+    """
     raise NoClosedForm(f"no threshold is registered for {type(problem).__name__}")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ufm.theory._prediction import NoClosedForm, Prediction
 from ufm.theory.frames import centering, factor_from_gram
-from ufm.theory.scalar import argmin_zero_or_root, golden_max
+from ufm.theory.scalar import argmin_zero_or_root, bisect_decreasing, golden_max
 
 _NC_ZERO = ("nc1", "nc2_W", "nc2_means", "equinorm_W", "equinorm_means", "equiangle_W",
             "equiangle_means", "nc3_duality", "nc3_zhu", "nc4")
@@ -68,10 +68,7 @@ def focal_margin(K: int, tau: float, gamma: float) -> float:
     """Globally optimal focal-loss margin by the bracketing recipe of THEORY.md §9."""
     c = (K - 1) * tau
 
-    def r(m):  # −d/dm of q^γ ℓ̂_CE(m)
-        q = _sigmoid(math.log(K - 1) - m)
-        log_p = -_softplus(math.log(K - 1) - m)
-        return q ** gamma * (q - gamma * (1 - q) * log_p)
+    r = _focal_r(K, gamma)
 
     def f(m):
         return focal_hat(m, K, gamma) + c * m
@@ -81,6 +78,100 @@ def focal_margin(K: int, tau: float, gamma: float) -> float:
     if r(0.0) >= r(peak):
         peak = 0.0
     return argmin_zero_or_root(f, r, c, peak, None)
+
+
+def focal_critical_c(K: int, gamma: float) -> float:
+    """Global FL threshold c* on c = (K−1)τ: the minimiser is non-zero iff c < c* (THEORY.md §3, §9).
+
+    f_c(m) = ℓ̂_FL(m) + c m beats f_c(0) at some m > 0 iff c < S(m) = (ℓ̂_FL(0) − ℓ̂_FL(m))/m, so
+    c* = sup_{m>0} S(m). S is the running mean of r = −ℓ̂_FL′ over [0, m]; with r unimodal, S peaks
+    at 0⁺ (value r(0), the local test Kτ = g_FL) when r is decreasing, and otherwise where S = r,
+    i.e. at the root m_s > argmax r of φ(m) = m r(m) − (ℓ̂_FL(0) − ℓ̂_FL(m)); then c* = r(m_s) (no
+    cancellation in the value). At c = c* the zero and the ETF are both global minimisers.
+
+    Examples:
+        >>> K, g = 4, 2.0   # small K: r is decreasing, the local threshold is the global one
+        >>> abs(K / (K - 1) * focal_critical_c(K, g) - focal_threshold(K, g)) < 1e-14
+        True
+        >>> K = 50   # the FL window: Kτ = 1.125 is above g_FL yet below the global threshold
+        >>> focal_threshold(K, g) < 1.125 < K / (K - 1) * focal_critical_c(K, g)
+        True
+    """
+    r = _focal_r(K, gamma)
+    r0 = r(0.0)
+    peak = golden_max(r, 0.0, math.log(K - 1) + 60.0)
+    if r(peak) <= r0:
+        return r0
+    l0 = focal_hat(0.0, K, gamma)
+
+    def phi(m):  # m (r(m) − S(m)): positive on (0, m_s), negative beyond
+        return m * r(m) - (l0 - focal_hat(m, K, gamma))
+
+    if phi(peak) <= 0.0:  # the window is narrower than rounding: S peaks at 0⁺
+        return r0
+    hi = max(2.0 * peak, 1.0)
+    while phi(hi) > 0.0:
+        hi *= 2.0
+    m_s = bisect_decreasing(phi, 0.0, peak, hi)
+    return max(r0, r(m_s))
+
+
+def _focal_r(K: int, gamma: float):
+    def r(m):  # −d/dm of q^γ ℓ̂_CE(m)
+        q = _sigmoid(math.log(K - 1) - m)
+        log_p = -_softplus(math.log(K - 1) - m)
+        return q ** gamma * (q - gamma * (1 - q) * log_p)
+    return r
+
+
+def threshold_plain(*, counts: Sequence[int], dim: int, loss: str, bias: bool, lambda_b: float = 0.0,
+                    alpha: float = 0.0, gamma: float = 0.0) -> float:
+    """Critical decay product P* of the plain UFM: its global minimiser is non-zero iff
+    P = λ_W λ_H < P* (THEORY.md §1-§3).
+
+    * MSE (no bias, free bias, regularised bias), balanced: Kτ < 1, P* = 1/(K²n).
+    * MSE without bias, imbalanced: the last class to vanish is the largest,
+      s_k = (√n_k − N√P)_+ > 0 for some k iff P < n_max/N².
+    * CE: 1/(K²n); LS_α: Kτ + α < 1, P* = (1 − α)²/(K²n); FL_γ: the global threshold
+      c* = (K−1)τ of :func:`focal_critical_c` (the FL window included), P* = (c*/(K−1))²/n.
+
+    The dimension d does not move these thresholds [derived]: below P* the origin is a strict
+    saddle for every d ≥ 1 (THEORY.md §10.1; for FL below the local threshold); above it the zero
+    solution is global for d ≥ K−1, and a smaller d only shrinks the set of attainable outputs
+    Z = H Wᵀ (rank ≤ d) without changing the minimal penalty √(λ_Wλ_H)‖Z‖_* of a given Z, so zero
+    stays global. Only the FL window (where the local and global thresholds differ) needs the
+    ETF, hence d ≥ K−1.
+
+    Raises:
+        NoClosedForm: imbalanced classes with a bias or a CE-family loss; the FL window with
+            d < K−1.
+
+    Examples:
+        >>> threshold_plain(counts=[5] * 4, dim=4, loss="ce", bias=True) == 1 / (16 * 5)
+        True
+        >>> threshold_plain(counts=[6, 3, 1], dim=3, loss="mse", bias=False) == 6 / 100
+        True
+    """
+    counts = [int(c) for c in counts]
+    K, N = len(counts), sum(counts)
+    if loss == "mse" and not bias:
+        return max(counts) / N ** 2
+    if len(set(counts)) != 1:
+        raise NoClosedForm(f"imbalanced classes with loss {loss!r}{' and a bias' if bias else ''}: "
+                           "no threshold in THEORY.md (minority collapse is open)")
+    n = counts[0]
+    if loss in ("mse", "ce"):
+        return 1.0 / (K * K * n)
+    if loss == "ls":
+        return (1.0 - alpha) ** 2 / (K * K * n)
+    if loss == "fl":
+        c_star = focal_critical_c(K, gamma)
+        r0 = _focal_r(K, gamma)(0.0)
+        if dim < K - 1 and c_star > r0 * (1 + 1e-12):
+            raise NoClosedForm(f"FL with d={dim} < K-1={K - 1} in the FL window (K={K}, γ={gamma}): the "
+                               "global threshold needs the ETF, which d cannot hold (THEORY.md §3)")
+        return (c_star / (K - 1)) ** 2 / n
+    raise NoClosedForm(f"no plain-UFM threshold for loss {loss!r}")
 
 
 def _spectrum(gram: np.ndarray) -> np.ndarray:
@@ -196,7 +287,8 @@ def mse_free_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: float) -> P
         "d < K-1: W Wᵀ = ρ_W Π for an arbitrary rank-d projector Π inside 1^⊥; only its spectrum "
         "is compared",)
     return _two_factor(counts=[n] * K, d=d, lambda_W=lambda_W, lambda_H=lambda_H, gram_W=gram_W,
-                       bias_vec=bias, value=value, regime="zero" if zero else "collapse",
+                       bias_vec=bias, value=value,
+                       regime="zero" if zero else ("collapse" if r == K - 1 else "partial-rank"),
                        geometry=geometry, unique=r == K - 1 or zero, extra=extra, notes=notes,
                        nc_zero=_NC_ZERO if r == K - 1 else ("nc1",), scalars=dict(tau=tau, c=c))
 
@@ -223,13 +315,15 @@ def mse_regularised_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: floa
     value = ((K - 1) * (1 - x) ** 2 / (2 * K) + (K - 1) * tau * x
              + ((u + K * b0 - 1) ** 2 + lambda_b * K * K * b0 * b0) / (2 * K) + tau * u)
     zero = x == 0.0 and u == 0.0
-    regime = "zero" if zero else ("collapse, global-mean component" if u > 0 else "collapse")
+    regime = "zero" if zero else "collapse"
+    notes = ((f"global-mean component u = {u:.6g} > 0 (λ_b > λ_b* = {K * tau / (1 - K * tau):.6g}): "
+              "b = τ/λ_b, the uncentred W Wᵀ is not an ETF (its centred part is)",) if u > 0 else ())
     extra = {"bias_relation": math.sqrt(K) * (u / K + b0)}
     if not zero:
         extra["margin"] = x
     return _two_factor(counts=[n] * K, d=d, lambda_W=lambda_W, lambda_H=lambda_H, gram_W=gram_W,
                        bias_vec=np.full(K, b0), value=value, regime=regime,
-                       geometry="zero" if zero else "etf", extra=extra,
+                       geometry="zero" if zero else "etf", extra=extra, notes=notes,
                        scalars=dict(tau=tau, x=x, u=u, b0=b0, lambda_b_star=K * tau / (1 - K * tau) if K * tau < 1 else math.inf))
 
 

@@ -18,8 +18,8 @@ Convention:
     * W Wᵀ = √(Nλ_H/λ_W) Σ_j s_j u_j u_jᵀ (keep the d largest s_j when d < t).
     * H* = Ỹ (W Wᵀ + Nλ_H I)⁻¹ W, the outputs are ȳ + Ỹ Σ_j (1 − √(c/λ_j))_+ u_j u_jᵀ.
     * F* = Σ_j φ(λ_j), φ(λ) = √(cλ) − c/2 for kept λ > c, λ/2 otherwise.
-    * Regimes: ``full-rank`` (c < λ_min and d ≥ t), ``partial-rank`` (0 < rank < t),
-      ``zero`` (c ≥ λ_max: W = H = 0, F* = tr(Σ)/2).
+    * Regimes (:data:`ufm.theory.REGIMES`): ``collapse`` (full rank t: c < λ_min and d ≥ t),
+      ``partial-rank`` (0 < rank < t), ``zero`` (c ≥ λ_max: W = H = 0, F* = tr(Σ)/2).
 
 References:
     G. Andriopoulos, Z. Dong, L. Guo, Z. Zhao, K. Ross, "The prevalence of neural collapse in
@@ -33,10 +33,8 @@ import math
 
 import numpy as np
 
-from ufm.theory._prediction import NoClosedForm, Prediction
+from ufm.theory._prediction import COLLAPSE, PARTIAL_RANK, ZERO, NoClosedForm, Prediction
 from ufm.theory.frames import random_orthonormal
-
-REGIMES = ("full-rank", "partial-rank", "zero")
 _PINV_RTOL_DNRC4 = 1e-3  # THEORY.md §11.7: DNRC4 uses pinv(H, rtol=1e-3)
 
 
@@ -58,6 +56,21 @@ def lambda_H_from_paper(lambda_H_paper: float, num_samples: int) -> float:
 def threshold_c(num_samples: int, lambda_W: float, lambda_H: float) -> float:
     """c = N λ_H λ_W (= the paper's c^P = λ_W λ_H^P): eigenvalues of Σ below c are dropped."""
     return num_samples * lambda_H * lambda_W
+
+
+def threshold_product(targets) -> float:
+    """P* = λ_max/N: the minimiser is non-zero iff P = λ_W λ_H < P*, i.e. c = N P < λ_max (§8).
+
+    λ_max is the largest eigenvalue of the centred target covariance; d does not enter (the
+    largest direction is the last one kept for every d ≥ 1).
+
+    Examples:
+        >>> Y = np.array([[1., 0.], [-1., 0.], [0., 2.], [0., -2.]])   # Σ = diag(0.5, 2), N = 4
+        >>> threshold_product(Y)
+        0.5
+    """
+    Y = np.asarray(targets, dtype=np.float64)
+    return float(target_statistics(Y)[2][-1] / Y.shape[0])
 
 
 def target_statistics(targets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -99,18 +112,18 @@ def kept_mask(eigenvalues, c: float, dim: int) -> np.ndarray:
 
 
 def regime(eigenvalues, c: float, dim: int | None = None) -> str:
-    """``"full-rank"`` (rank t), ``"partial-rank"`` (0 < rank < t) or ``"zero"`` (rank 0).
+    """``"collapse"`` (full rank t), ``"partial-rank"`` (0 < rank < t) or ``"zero"`` (rank 0).
 
     The thresholds are exact: an eigenvalue λ_j is kept iff λ_j > c, so c = λ_min is already
     partial rank and c = λ_max is zero. ``dim`` (d) caps the rank.
 
     Examples:
         >>> [regime([0.2, 0.5, 1.0], c) for c in (0.1, 0.2, 0.5, 0.99, 1.0)]
-        ['full-rank', 'partial-rank', 'partial-rank', 'partial-rank', 'zero']
+        ['collapse', 'partial-rank', 'partial-rank', 'partial-rank', 'zero']
     """
     lam = np.asarray(eigenvalues, dtype=np.float64)
     rank = int(kept_mask(lam, c, lam.size if dim is None else dim).sum())
-    return "zero" if rank == 0 else ("full-rank" if rank == lam.size else "partial-rank")
+    return ZERO if rank == 0 else (COLLAPSE if rank == lam.size else PARTIAL_RANK)
 
 
 def shrunk_roots(eigenvalues, c: float, dim: int) -> np.ndarray:
@@ -163,7 +176,7 @@ def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> P
         >>> Y = np.array([[1., 0.], [-1., 0.], [0., 2.], [0., -2.]])   # Σ = diag(0.5, 2)
         >>> p = predict_regression(Y, dim=2, lambda_W=0.1, lambda_H=0.5)   # c = 4·0.5·0.1 = 0.2
         >>> p.regime, abs(p.value - (0.2 ** 0.5 * (0.5 ** 0.5 + 2 ** 0.5) - 0.2)) < 1e-15
-        ('full-rank', True)
+        ('collapse', True)
     """
     if lambda_W <= 0 or lambda_H <= 0:
         raise NoClosedForm("the regression UFM closed form needs lambda_W > 0 and lambda_H > 0 "
@@ -179,7 +192,7 @@ def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> P
     rank = int(keep.sum())
     s = np.where(keep, np.sqrt(lam) - math.sqrt(c), 0.0)
     omega = scale * s  # eigenvalues of W Wᵀ
-    reg = "zero" if rank == 0 else ("full-rank" if rank == t else "partial-rank")
+    reg = regime(lam, c, dim)
 
     # d < t cutting through equal eigenvalues: W Wᵀ (and H Hᵀ, the outputs) are not unique.
     above = np.sort(lam[lam > c])[::-1]
@@ -239,5 +252,5 @@ def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> P
                       params_builder=build, scalars=scalars)
 
 
-__all__ = ["REGIMES", "lambda_H_to_paper", "lambda_H_from_paper", "threshold_c", "target_statistics",
+__all__ = ["threshold_product", "lambda_H_to_paper", "lambda_H_from_paper", "threshold_c", "target_statistics",
            "kept_mask", "regime", "shrunk_roots", "optimal_value", "predict_regression"]
