@@ -60,12 +60,14 @@ def check_scalar(name: str, value: Any, *, low: float | None = None, high: float
         raise ValueError(f"{name} must be {desc}, got {value!r}")
 
 
-def check_int(name: str, value: Any, *, low: int) -> int:
-    """Return ``value`` as an int, or raise ``ValueError`` unless it is an integer ≥ ``low``."""
+def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` unless it is an integer ≥ ``low``
+    (and ≤ ``high`` when given: e.g. a step budget that must fit the device's int32)."""
+    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
 
 
