@@ -49,7 +49,7 @@ def settings():
         ("deep-linear-K3-L3-wide", 3, 2, (8, 8, 8), "identity", 0.20, "deep linear, L = 3, widths 8"),
     ]:
         lam = _lam(kappa, K, n, len(widths))
-        p = ufm.DeepUFM(K, n, widths, activation=act, lambda_H=lam, lambdas=(lam,) * len(widths))
+        p = ufm.DeepUFM(K, n, widths, ufm.losses.MSE(), lam, lam, bias=False, activation=act)
         out.append((name, p, desc, kappa))
     return out
 

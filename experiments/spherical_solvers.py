@@ -75,7 +75,8 @@ def main(argv=None):
 
     results = []
     for s in args.s:
-        problem = ufm.SphericalUFM(args.K, args.n, args.d, temperature=1.0 / s)
+        problem = ufm.SphericalUFM(args.K, args.n, args.d, ufm.losses.CrossEntropy(),
+                                   temperature=1.0 / s)
         for seed in range(args.seeds):
             start = problem.init(jax.random.key(seed))
             for solver, budget in ((TrustRegion(), args.tr_budget),

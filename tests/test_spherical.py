@@ -22,6 +22,14 @@ VALUE_RTOL = 1e-10  # issue 5: objective relative error
 GRAM_RTOL = 1e-7
 
 
+def sph(*args, loss=None, **kwargs):
+    """SphericalUFM with the loss (required, positional) defaulting to CE in these tests."""
+    loss = CrossEntropy() if loss is None else loss
+    if len(args) >= 3:
+        return ufm.SphericalUFM(*args[:3], loss, *args[3:], **kwargs)
+    return ufm.SphericalUFM(*args, loss=loss, **kwargs)
+
+
 def _F_star(K, s):
     """THEORY.md §6, written out independently of ufm.theory."""
     return math.log(1 + (K - 1) * math.exp(-s * K / (K - 1)))
@@ -39,27 +47,56 @@ def _sphere_error(x, p):
     (dict(temperature=0.0), "temperature"), (dict(temperature=-0.5), "temperature"),
     (dict(dim=1), "dim"), (dict(dim=2.5), "dim"), (dict(num_classes=1), "num_classes"),
     (dict(num_per_class=0), "num_per_class"), (dict(loss=MSE()), "loss"), (dict(bias=1), "bias"),
+    (dict(radius_W=None), "radius_W"), (dict(radius_H="1"), "radius_H"), (dict(temperature=True), "temperature"),
+    (dict(temperature=[0.5]), "temperature"), (dict(radius_W=np.ones(2)), "radius_W"),
+    (dict(temperature=1j), "temperature"), (dict(dim=None), "dim"),
+    (dict(num_classes=10 ** 5, num_per_class=10 ** 5, dim=1000), "GiB"),
 ])
 def test_validation(kwargs, name):
     args = dict(num_classes=3, num_per_class=2, dim=3)
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
-        ufm.SphericalUFM(**args)
+        sph(**args)
+
+
+def test_loss_is_required():
+    with pytest.raises(TypeError):
+        ufm.SphericalUFM(3, 2, 3)
+
+
+def test_no_threshold():
+    for loss in (CrossEntropy(), LabelSmoothing(0.1), Focal(2.0)):
+        with pytest.raises(NoClosedForm, match="no weight decay"):
+            ufm.theory.threshold(sph(3, 2, 3, loss=loss))
+
+
+@pytest.mark.parametrize("loss", [CrossEntropy(), LabelSmoothing(0.2), Focal(1.5)], ids=["ce", "ls", "fl"])
+@pytest.mark.parametrize("counts, bias", [(2, False), ((3, 1, 2), True)])
+def test_from_config_round_trip(loss, counts, bias):
+    import json
+
+    p = sph(3, counts, 4, loss=loss, radius_W=1.5, radius_H=0.7, temperature=0.3, bias=bias)
+    q = ufm.SphericalUFM.from_config(json.loads(json.dumps(p.config())))
+    assert q.config() == p.config() and type(q.loss) is type(p.loss)
+    x = p.init(jax.random.key(0))
+    assert float(q.value(x)) == float(p.value(x))
+    with pytest.raises(ValueError, match="config"):
+        ufm.SphericalUFM.from_config(dict(p.config(), model="ufm"))
 
 
 def test_init_is_on_the_manifold_and_ignores_scale():
-    p = ufm.SphericalUFM(4, 3, 5, radius_W=2.5, radius_H=0.3, bias=True)
+    p = sph(4, 3, 5, radius_W=2.5, radius_H=0.3, bias=True)
     x = p.init(jax.random.key(0), scale=1e-3)
     assert _sphere_error(x, p) <= ON_MANIFOLD
     np.testing.assert_array_equal(x.b, np.zeros(4))
     y = p.init(jax.random.key(0), scale=7.0)
     np.testing.assert_array_equal(x.W, y.W)
     assert x.H.shape == (12, 5) and p.manifold.components.b is not None
-    assert ufm.SphericalUFM(4, 3, 5).init(jax.random.key(0)).b is None
+    assert sph(4, 3, 5).init(jax.random.key(0)).b is None
 
 
 def test_step_scale_and_config():
-    p = ufm.SphericalUFM(4, 3, 5, temperature=0.25)
+    p = sph(4, 3, 5, temperature=0.25)
     scale = p.step_scale(p.init(jax.random.key(0)))
     assert scale.W == 1.0 and scale.H == 12.0 and scale.b is None
     cfg = p.config()
@@ -70,7 +107,7 @@ def test_step_scale_and_config():
 def test_value_and_gradient_match_the_formulas():
     """F and ∇F of THEORY.md §6 (paper layout translated to sample-major), computed by hand."""
     K, n, d, T = 3, 4, 4, 0.7
-    p = ufm.SphericalUFM(K, n, d, radius_W=1.2, radius_H=0.9, temperature=T)
+    p = sph(K, n, d, radius_W=1.2, radius_H=0.9, temperature=T)
     x = p.init(jax.random.key(1))
     W, H = np.asarray(x.W), np.asarray(x.H)
     Z = H @ W.T / T
@@ -87,8 +124,8 @@ def test_value_and_gradient_match_the_formulas():
 
 def test_depends_only_on_inverse_temperature():
     """(r_W, r_H, T) = (2, 0.5, 0.5) and (1, 1, 0.5) share s = 2: F agrees at matching points."""
-    a = ufm.SphericalUFM(3, 2, 4, radius_W=2.0, radius_H=0.5, temperature=0.5)
-    b = ufm.SphericalUFM(3, 2, 4, temperature=0.5)
+    a = sph(3, 2, 4, radius_W=2.0, radius_H=0.5, temperature=0.5)
+    b = sph(3, 2, 4, temperature=0.5)
     x = b.init(jax.random.key(2))
     xa = a.params(2.0 * x.W, 0.5 * x.H)
     assert abs(float(a.value(xa)) - float(b.value(x))) <= F64_IDENTITY
@@ -98,7 +135,7 @@ def test_depends_only_on_inverse_temperature():
 @pytest.mark.parametrize("K, d", [(2, 2), (3, 2), (4, 3), (4, 7), (6, 9)])
 def test_closed_form_construction(K, d):
     rW, rH, T = 1.7, 0.6, 0.4
-    p = ufm.SphericalUFM(K, 3, d, radius_W=rW, radius_H=rH, temperature=T)
+    p = sph(K, 3, d, radius_W=rW, radius_H=rH, temperature=T)
     pred = ufm.theory.predict(p)
     s = rW * rH / T
     assert abs(pred.value - _F_star(K, s)) <= F64_IDENTITY * pred.value
@@ -114,16 +151,16 @@ def test_closed_form_construction(K, d):
 
 def test_predict_refuses_outside_the_theorem():
     with pytest.raises(NoClosedForm, match="K-1"):
-        ufm.theory.predict(ufm.SphericalUFM(6, 2, 4))
+        ufm.theory.predict(sph(6, 2, 4))
     for loss in (LabelSmoothing(0.1), Focal(2.0)):
         with pytest.raises(NoClosedForm, match="cross-entropy"):
-            ufm.theory.predict(ufm.SphericalUFM(3, 2, 3, loss=loss))
+            ufm.theory.predict(sph(3, 2, 3, loss=loss))
     with pytest.raises(NoClosedForm, match="imbalanced"):
-        ufm.theory.predict(ufm.SphericalUFM(3, (2, 3, 4), 3))
+        ufm.theory.predict(sph(3, (2, 3, 4), 3))
 
 
 def test_metrics_detect_a_perturbation():
-    p = ufm.SphericalUFM(4, 3, 5, temperature=0.5)
+    p = sph(4, 3, 5, temperature=0.5)
     pred = ufm.theory.predict(p)
     x = p.params(**pred.construct(seed=0))
     y = p.manifold.retraction(x, p.manifold.projection(
@@ -157,7 +194,7 @@ def _check(p, sol, gtol):
 
 @pytest.mark.parametrize("K, n, d, rW, rH, T", SOLVE_CASES)
 def test_trust_region_reaches_the_minimiser(K, n, d, rW, rH, T):
-    p = ufm.SphericalUFM(K, n, d, radius_W=rW, radius_H=rH, temperature=T)
+    p = sph(K, n, d, radius_W=rW, radius_H=rH, temperature=T)
     for seed in range(3):
         sol = ufm.solve(p, TrustRegion(), p.init(jax.random.key(seed)), gtol=1e-12, max_steps=100)
         _check(p, sol, 1e-12)
@@ -171,7 +208,7 @@ def test_trust_region_reaches_the_minimiser(K, n, d, rW, rH, T):
 
 @pytest.mark.parametrize("K, n, d, rW, rH, T", SOLVE_CASES)
 def test_riemannian_gradient_descent_reaches_the_minimiser(K, n, d, rW, rH, T):
-    p = ufm.SphericalUFM(K, n, d, radius_W=rW, radius_H=rH, temperature=T)
+    p = sph(K, n, d, radius_W=rW, radius_H=rH, temperature=T)
     for seed in range(3):
         sol = ufm.solve(p, RiemannianGradientDescent(), p.init(jax.random.key(10 + seed)),
                         gtol=1e-12, max_steps=5000)
@@ -182,13 +219,13 @@ def test_riemannian_gradient_descent_reaches_the_minimiser(K, n, d, rW, rH, T):
                                     GradientDescent(0.3, momentum=0.9, nesterov=True),
                                     Adam(1e-2)], ids=["momentum", "nesterov", "adam"])
 def test_momentum_and_adam_with_projection_as_transport(solver):
-    p = ufm.SphericalUFM(4, 3, 5, temperature=0.5)
+    p = sph(4, 3, 5, temperature=0.5)
     sol = ufm.solve(p, solver, p.init(jax.random.key(3)), gtol=1e-11, max_steps=5000)
     _check(p, sol, 1e-11)
 
 
 def test_lbfgs_refuses_the_sphere():
-    p = ufm.SphericalUFM(3, 2, 3)
+    p = sph(3, 2, 3)
     with pytest.raises(ValueError, match="LBFGS is Euclidean.*SphericalUFM"):
         ufm.solve(p, LBFGS(), p.init(jax.random.key(0)))
 
@@ -209,7 +246,7 @@ def test_solver_validation():
 def test_hvp_quadratic_form_is_second_derivative_along_retraction():
     """⟨v, Hess F(x)[v]⟩ = d²/dt² F(R_x(t v)) at t = 0 for the second-order retraction: an
     independent check of the Riemannian Hessian operator the solvers and landscape share."""
-    p = ufm.SphericalUFM(3, 2, 4, temperature=0.5, bias=True)
+    p = sph(3, 2, 4, temperature=0.5, bias=True)
     x = p.init(jax.random.key(5))._replace(b=jnp.array([0.3, -0.1, 0.2]))
     v = p.manifold.projection(x, jax.tree.map(lambda a: jax.random.normal(jax.random.key(6), a.shape), x))
 
@@ -234,7 +271,7 @@ def test_bias_keeps_the_zero_bias_etf():
     """[derived] With an unregularised bias the minimum value is unchanged and b − mean(b) = 0.
 
     Verified from random starts with a random non-zero initial bias."""
-    p = ufm.SphericalUFM(4, 3, 4, temperature=0.25, bias=True)
+    p = sph(4, 3, 4, temperature=0.25, bias=True)
     pred = ufm.theory.predict(p)
     for seed in range(2):
         x = p.init(jax.random.key(seed))._replace(b=jax.random.normal(jax.random.key(50 + seed), (4,)))
@@ -249,7 +286,7 @@ def test_bias_keeps_the_zero_bias_etf():
 
 def test_vmap_over_temperature():
     """Temperature is an array leaf: one compiled trust-region solve per grid."""
-    p = ufm.SphericalUFM(3, 2, 3)
+    p = sph(3, 2, 3)
     temps = jnp.array([0.25, 0.5, 2.0])
     sols = ufm.sweep.vmap_solve(p, TrustRegion(), p.init(jax.random.key(0)), {"temperature": temps},
                                 gtol=1e-12, max_steps=100)
@@ -260,7 +297,7 @@ def test_vmap_over_temperature():
 # ---- landscape (§10.3) --------------------------------------------------------------------------
 def test_antipodal_strict_saddle():
     K, n, d, T = 4, 3, 5, 0.5
-    p = ufm.SphericalUFM(K, n, d, temperature=T)
+    p = sph(K, n, d, temperature=T)
     W = simplex_etf(K, d, np.random.default_rng(0))
     x = p.params(W, -np.repeat(W, n, axis=0))
     s = 1.0 / T
@@ -281,7 +318,7 @@ def test_antipodal_strict_saddle():
                                   pytest.param(5, 4, marks=pytest.mark.slow),
                                   pytest.param(6, 4, marks=pytest.mark.slow)])
 def test_zero_eigenvalues_at_the_minimum(d, K):
-    p = ufm.SphericalUFM(K, 2, d, temperature=0.5)
+    p = sph(K, 2, d, temperature=0.5)
     x = p.params(**ufm.theory.predict(p).construct(seed=d))
     ev = ufm.landscape.hessian_eigenvalues(p, x, tangent_only=True)
     expected = d * (d - 1) // 2 - (d - K + 1) * (d - K) // 2  # THEORY.md §10.3

@@ -45,7 +45,8 @@ def _case(name, K, n, d, radius_W=1.0, radius_H=1.0, temperature=1.0, bias=False
     from ufm import losses
     from ufm.problems.spherical import SphericalUFM
 
-    loss_obj = {"ce": losses.CrossEntropy, "ls": lambda: losses.LabelSmoothing(0.1)}[loss]
+    loss_obj = {"ce": losses.CrossEntropy, "ls": lambda: losses.LabelSmoothing(0.1),
+                "fl": lambda: losses.Focal(2.0)}[loss]
     return Case(name=name, model="spherical", loss=loss, tier=tier,
                 solve=None if expect_no_closed_form else (_solve_tr if solver == "tr" else _solve_rgd),
                 check=None if expect_no_closed_form else _check,
@@ -67,6 +68,8 @@ CASES = [
           description="d < K-1: no theorem; predict must refuse"),
     _case("spherical-ls-K4-n3-d4-open", 4, 3, 4, loss="ls", expect_no_closed_form=True,
           description="label smoothing: no closed form on the sphere; predict must refuse"),
+    _case("spherical-fl-K4-n3-d4-open", 4, 3, 4, loss="fl", expect_no_closed_form=True,
+          description="focal loss: no closed form on the sphere; predict must refuse"),
     # --full: larger K and the whole s range, trust region and Riemannian GD.
     *[_case(f"spherical-ce-K10-n5-d{d}-s{s:g}", 10, 5, d, temperature=1.0 / s, tier="full",
             description=f"d = {label}, s = {s:g}")

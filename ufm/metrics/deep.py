@@ -104,7 +104,7 @@ def _forward(problem, params):
 
 
 def _register():
-    from ufm.metrics import measure
+    from ufm.metrics._registry import measure
     from ufm.problems.deep import DeepUFM
 
     @measure.register(DeepUFM)
@@ -117,7 +117,7 @@ def _register():
         outputs = np.asarray(outputs)
         Ws = [np.asarray(W) for W in params.Ws]
         b = None if params.b is None else np.asarray(params.b)
-        lam = np.broadcast_to(np.asarray(problem.lambdas, dtype=float), (L,))
+        lam = np.broadcast_to(np.asarray(problem.lambda_W, dtype=float), (L,))
         lam_H = float(problem.lambda_H)
         q = dict(value=float(value), norm_H1_sq=float(np.sum(feats[0] ** 2)))
         penalties = [lam_H * q["norm_H1_sq"]]
@@ -137,7 +137,7 @@ def _register():
         q["W_means"] = Ws[-1] @ means[-1].T
         q["output_means"] = np.asarray(class_means(outputs, y, K))
         if b is not None:
-            q["bias"] = b
+            q.update(bias=b, bias_centred=b - b.mean())
         q.update(dnc_metrics(feats, Ws, y, K, problem.reference_geometry))
         return q
 

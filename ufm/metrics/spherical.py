@@ -7,7 +7,7 @@ retraction keeps it at rounding level (≈ r·1e-16), hence its tolerance of 1e-
 
 Examples:
     >>> import jax, ufm
-    >>> p = ufm.SphericalUFM(3, 2, 3)
+    >>> p = ufm.SphericalUFM(3, 2, 3, ufm.losses.CrossEntropy())
     >>> pred = ufm.theory.predict(p)
     >>> ufm.compare(p, p.params(**pred.construct(seed=0)), pred, tolerances=TOLERANCES).ok
     True
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ufm.metrics import measure
+from ufm.metrics._registry import measure
 from ufm.metrics.classification import (class_means, equiangle, equinorm, frame_distance,
                                         frame_pair, nc1, nc3_duality, nc3_zhu, nc4)
 from ufm.problems.spherical import SphericalUFM

@@ -17,12 +17,49 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float, is_concrete
-from ufm.losses import CrossEntropy, MSE
+from ufm._types import (Array, ArrayLike, check_fits_in_memory, check_int, check_scalar, default_float,
+                        is_concrete)
+from ufm.losses import LOSSES, CrossEntropy, Focal, LabelSmoothing, MSE
 from ufm.manifolds import Euclidean
-from ufm.problems._base import ClassLabels, normalise_counts, problem_dataclass, to_float
+from ufm.problems._base import (ClassLabels, check_bias, check_loss, normalise_counts,
+                                problem_dataclass, to_float)
 
 _ACTIVATIONS = ("relu", "identity")
+_SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
+
+
+def loss_config(loss) -> dict:
+    """A loss as JSON: its name and hyperparameters (``{"name": "ls", "alpha": 0.1}``)."""
+    return {"name": loss.name, **{k: to_float(v) for k, v in vars(loss).items()}}
+
+
+def loss_from_config(config: dict):
+    """The inverse of :func:`loss_config`."""
+    if not isinstance(config, dict) or config.get("name") not in LOSSES:
+        raise ValueError(f"loss config must be a dict with a 'name' in {sorted(LOSSES)}, got {config!r}")
+    return LOSSES[config["name"]](**{k: v for k, v in config.items() if k != "name"})
+
+
+def _layer_decays(lambda_W, depth: int):
+    """λ_W as one decay per layer, shape [depth]: a scalar broadcasts (NumPy for numbers; traced
+    values, as in a vmapped sweep, pass unchanged and are validated where they were built)."""
+    if isinstance(lambda_W, (tuple, list)):
+        for i, x in enumerate(lambda_W):
+            check_scalar(f"lambda_W[{i}]", x, low=0.0, high=None, allowed=">= 0")
+        lambda_W = np.asarray(lambda_W, dtype=np.float64)
+    check_scalar("lambda_W", lambda_W, low=0.0, high=None, allowed=">= 0 (a scalar or one per layer)",
+                 shape=None)
+    if not is_concrete(lambda_W):
+        return lambda_W
+    shape = np.shape(lambda_W)
+    if shape == ():
+        if isinstance(lambda_W, jax.Array):
+            return jnp.broadcast_to(lambda_W, (depth,))
+        return np.full(depth, float(lambda_W))
+    if len(shape) != 1 or shape[0] != depth:
+        raise ValueError(f"lambda_W must be a scalar or hold one decay per weight layer (shape "
+                         f"({depth},) for depth L={depth}), got shape {shape}")
+    return lambda_W
 
 
 class DeepParams(NamedTuple):
@@ -38,61 +75,66 @@ def _activation(name: str):
     return jax.nn.relu if name == "relu" else (lambda x: x)
 
 
-@problem_dataclass(meta=("num_classes", "num_per_class", "widths", "activation", "bias"))
+@problem_dataclass(meta=("num_classes", "num_per_class", "widths", "bias", "activation"))
 class DeepUFM(ClassLabels):
     """Deep UFM: F = mean_i ℓ(W_L σ(⋯σ(W_1 h_i)) + b, y_i) + (λ_H/2)‖H_1‖² + Σ_l (λ_l/2)‖W_l‖²
-    (+ (λ_b/2)‖b‖²).
+    + (λ_b/2)‖b‖².
 
     The library normalisation (THEORY.md §0): the loss is a mean over samples, the H_1 penalty a
     sum over samples, every weight matrix has its own λ_l. ``activation="identity"`` is the deep
     linear UFM (Dang et al. 2023); ``"relu"`` is the DUFM (Súkeník et al. 2023), and with two layers
-    Tirer & Bruna's extended UFM (see :meth:`extended`). Labels are class-major.
+    Tirer & Bruna's extended UFM (see :meth:`extended`). Labels are class-major. Every loss of the
+    family (MSE, CrossEntropy, LabelSmoothing, Focal) solves with either activation at any depth;
+    ``ufm.theory.predict`` refuses where no theorem applies.
 
     Static fields (a change recompiles): ``num_classes``, ``num_per_class``, ``widths``,
-    ``activation``, ``bias``; the depth is ``len(widths)``. Leaves (sweep them under ``vmap``):
-    ``loss``, ``lambda_H``, ``lambdas`` (one array of shape [L]) and ``lambda_b``.
+    ``bias``, ``activation``; the depth is ``len(widths)``. Leaves (sweep them under ``vmap``):
+    ``loss``, ``lambda_W`` (one array of shape [L]), ``lambda_H`` and ``lambda_b``.
 
-    Args (everything after ``widths`` is keyword-only):
+    Args:
         num_classes: K ≥ 2.
         num_per_class: n ≥ 1, or a sequence of K per-class counts (imbalanced data).
         widths: (d_1, ..., d_L), the input width of each weight layer (d_1 is the feature
             dimension); W_l has shape [d_{l+1}, d_l] with d_{L+1} = K. Depth L = len(widths) ≥ 1.
-        activation: ``"relu"`` or ``"identity"`` between layers (the last layer is linear).
-        loss: ``MSE()`` or ``CrossEntropy()`` (CE only with ``activation="identity"``: the deep CE
-            theory of THEORY.md §5 is for the linear model).
+        loss: MSE(), CrossEntropy(), LabelSmoothing(alpha) or Focal(gamma) from :mod:`ufm.losses`.
+        lambda_W: the weight decays (λ_1, ..., λ_L) ≥ 0, one per weight layer; a scalar is used
+            for every layer. Stored as an array leaf of shape [L].
         lambda_H: decay of the free features H_1, ≥ 0.
-        lambdas: one decay ≥ 0 per weight layer (λ_1, ..., λ_L), stored as an array leaf.
-        bias: free last-layer bias b.
-        lambda_b: bias decay ≥ 0 (must be 0 without a bias).
+        lambda_b: bias decay ≥ 0 (0: a free bias). Must be 0 when ``bias`` is False.
+        bias: a last-layer bias b [K].
+        activation: keyword-only, ``"relu"`` (default) or ``"identity"`` between layers (the last
+            layer is linear).
 
     Closed forms: ``ufm.theory.predict(problem)`` (THEORY.md §4-§5; see :mod:`ufm.theory.deep`)
-    refuses with ``NoClosedForm`` where collapse is not optimal; :meth:`dnc_candidate` gives the
-    collapsed configuration there. The landscape has spurious minima for L ≥ 2: solve with
-    :func:`ufm.sweep.multi_start` (init scales 0.5-2) and keep the best run.
+    refuses with ``NoClosedForm`` where no theorem applies; :meth:`dnc_candidate` gives the
+    collapsed configuration there (an upper bound on F*). The landscape has spurious minima for
+    L ≥ 2: solve with :func:`ufm.sweep.multi_start` (init scales 0.5-2) and keep the best run.
 
     Examples:
         >>> import jax, ufm
-        >>> p = ufm.DeepUFM(3, 2, (4, 5), loss=ufm.losses.MSE(), lambda_H=1e-3, lambdas=(1e-3, 2e-3))
+        >>> p = ufm.DeepUFM(3, 2, (4, 5), ufm.losses.MSE(), (1e-3, 2e-3), 1e-3, bias=False)
         >>> params = p.init(jax.random.key(0))
         >>> params.H.shape, [W.shape for W in params.Ws], params.b
         ((6, 4), [(5, 4), (3, 5)], None)
+        >>> ufm.DeepUFM(3, 2, (4, 5, 6), ufm.losses.CrossEntropy(), 1e-3, 1e-3).lambda_W.tolist()
+        [0.001, 0.001, 0.001]
     """
 
     num_classes: int
     num_per_class: int | tuple
     widths: tuple
+    loss: object
+    lambda_W: ArrayLike
+    lambda_H: ArrayLike
+    lambda_b: ArrayLike = 0.0
+    bias: bool = True
     _: dataclasses.KW_ONLY
     activation: str = "relu"
-    loss: object = MSE()
-    lambda_H: ArrayLike
-    lambdas: ArrayLike
-    bias: bool = False
-    lambda_b: ArrayLike = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "num_per_class", normalise_counts(self.num_classes, self.num_per_class))
         widths = self.widths
-        if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
+        if isinstance(widths, (int, np.integer)) and not isinstance(widths, (bool, np.bool_)):
             widths = (int(widths),)
         if not isinstance(widths, (tuple, list)) or len(widths) < 1:
             raise ValueError(f"widths must be a non-empty sequence (d_1, ..., d_L) of integers >= 1 "
@@ -100,54 +142,63 @@ class DeepUFM(ClassLabels):
         widths = tuple(check_int(f"widths[{i}]", int(w) if isinstance(w, np.integer) else w, low=1)
                        for i, w in enumerate(widths))
         object.__setattr__(self, "widths", widths)
-        if self.activation not in _ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-        if not isinstance(self.loss, (MSE, CrossEntropy)):
-            raise ValueError(f"loss must be MSE() or CrossEntropy() from ufm.losses, got {self.loss!r}")
-        if isinstance(self.loss, CrossEntropy) and self.activation != "identity":
-            raise ValueError(f"loss=CrossEntropy() needs activation='identity' (the deep CE model of "
-                             f"THEORY.md §5 is linear), got activation={self.activation!r}")
-        lambdas = self.lambdas
-        if isinstance(lambdas, (tuple, list)):
-            lambdas = np.asarray(lambdas, dtype=np.float64)
-            object.__setattr__(self, "lambdas", lambdas)
-        if is_concrete(lambdas):
-            shape = np.shape(lambdas)
-            if len(shape) == 0 or shape[-1] != len(widths):
-                raise ValueError(f"lambdas must hold one decay per weight layer (depth L={len(widths)}), "
-                                 f"got shape {shape}: {lambdas!r}")
-        check_scalar("lambdas", lambdas, low=0.0, high=None, allowed=">= 0", shape=None)
+        check_bias(self.bias)
+        check_loss(self.loss, _SUPPORTED_LOSSES,
+                   "one of MSE(), CrossEntropy(), LabelSmoothing(alpha), Focal(gamma)")
+        object.__setattr__(self, "lambda_W", _layer_decays(self.lambda_W, len(widths)))
         check_scalar("lambda_H", self.lambda_H, low=0.0, high=None, allowed=">= 0")
         check_scalar("lambda_b", self.lambda_b, low=0.0, high=None, allowed=">= 0")
         if not self.bias and is_concrete(self.lambda_b) and np.any(np.asarray(self.lambda_b) != 0):
             raise ValueError(f"lambda_b must be 0 when bias=False, got {self.lambda_b!r}")
+        K, N = self.num_classes, self.num_samples
+        dims = widths + (K,)
+        check_fits_in_memory(f"DeepUFM(K={K}, N={N}, widths={widths})",
+                             N * sum(widths) + sum(dims[l] * dims[l + 1] for l in range(len(widths)))
+                             + 2 * N * K)
 
     @classmethod
-    def extended(cls, num_classes: int, num_per_class, dim_features: int, dim_hidden: int,
-                 lambda_H: ArrayLike, lambda_1: ArrayLike, lambda_2: ArrayLike, *,
-                 loss=None, activation: str = "relu", bias: bool = False,
-                 lambda_b: ArrayLike = 0.0) -> "DeepUFM":
-        """Tirer & Bruna's extended UFM W₂ σ(W₁ H₁) (ICML 2022): two layers, ReLU.
+    def extended(cls, num_classes: int, num_per_class, dim: int, dim_hidden: int, loss,
+                 lambda_W: ArrayLike, lambda_H: ArrayLike, lambda_b: ArrayLike = 0.0,
+                 bias: bool = True, *, activation: str = "relu") -> "DeepUFM":
+        """Tirer & Bruna's extended UFM W₂ σ(W₁ H₁) (ICML 2022): two layers, ReLU by default.
 
         Args:
-            dim_features: d_1, the width of the free features H₁.
+            dim: d_1, the width of the free features H₁.
             dim_hidden: d_2, the width of σ(W₁H₁); W₁ is [d_2, d_1] and W₂ is [K, d_2].
-            lambda_H, lambda_1, lambda_2: the decays of H₁, W₁ and W₂ (the paper's λ_{H₁},
+            lambda_W: λ_1 (of W₁) and λ_2 (of W₂) as a pair, or one scalar for both (the paper's
                 λ_{W₁}, λ_{W₂}; same normalisation, THEORY.md §0).
+            loss, lambda_H, lambda_b, bias, activation: as in :class:`DeepUFM`.
 
         Examples:
             >>> import ufm
-            >>> p = ufm.DeepUFM.extended(3, 4, 5, 6, 1e-3, 2e-3, 3e-3)
-            >>> p.depth, p.widths, p.activation
-            (2, (5, 6), 'relu')
+            >>> p = ufm.DeepUFM.extended(3, 4, 5, 6, ufm.losses.MSE(), (2e-3, 3e-3), 1e-3, bias=False)
+            >>> p.depth, p.widths, p.activation, p.lambda_W.tolist()
+            (2, (5, 6), 'relu', [0.002, 0.003])
         """
-        check_int("dim_features", dim_features, low=1)
+        check_int("dim", dim, low=1)
         check_int("dim_hidden", dim_hidden, low=1)
-        return cls(num_classes, num_per_class, (dim_features, dim_hidden), activation=activation,
-                   loss=MSE() if loss is None else loss, lambda_H=lambda_H,
-                   lambdas=_stack(lambda_1, lambda_2), bias=bias, lambda_b=lambda_b)
+        return cls(num_classes, num_per_class, (dim, dim_hidden), loss, lambda_W, lambda_H,
+                   lambda_b, bias, activation=activation)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DeepUFM":
+        """The problem whose :meth:`config` is ``config`` (the exact inverse of ``config()``).
+
+        Examples:
+            >>> import ufm
+            >>> p = ufm.DeepUFM(3, 2, (4, 4), ufm.losses.LabelSmoothing(0.1), 1e-3, 2e-3)
+            >>> ufm.DeepUFM.from_config(p.config()).config() == p.config()
+            True
+        """
+        if not isinstance(config, dict) or config.get("model") != "deep_ufm":
+            raise ValueError(f"config must be a DeepUFM config (model='deep_ufm'), got {config!r}")
+        counts = config["num_per_class"]
+        return cls(config["num_classes"], tuple(counts) if isinstance(counts, list) else counts,
+                   tuple(config["widths"]), loss_from_config(config["loss"]), config["lambda_W"],
+                   config["lambda_H"], config["lambda_b"], config["bias"],
+                   activation=config["activation"])
 
     # ---- sizes and data -------------------------------------------------------------------
     @property
@@ -176,7 +227,7 @@ class DeepUFM(ClassLabels):
                           None if params.b is None else 1.0)
 
     # ---- parameters ------------------------------------------------------------------------
-    def init(self, key: Array, scale: float = 1.0) -> DeepParams:
+    def init(self, key: Array, scale: float = 0.5) -> DeepParams:
         """Gaussian initialisation with standard deviation ``scale`` for H_1 and every W_l; b = 0.
 
         For L ≥ 2 the origin is a strict local minimum (THEORY.md §10.2): use scales 0.5-2.
@@ -225,43 +276,59 @@ class DeepUFM(ClassLabels):
         """The objective F in the library normalisation."""
         fit = jnp.mean(self.loss(self.outputs(params), self.targets))
         reg = self.lambda_H * jnp.sum(params.H ** 2)
+        lam = jnp.asarray(self.lambda_W)
         for l, W in enumerate(params.Ws):
-            reg = reg + self.lambdas[..., l] * jnp.sum(W ** 2)
+            reg = reg + (lam if lam.ndim == 0 else lam[..., l]) * jnp.sum(W ** 2)
         if params.b is not None:
             reg = reg + self.lambda_b * jnp.sum(params.b ** 2)
         return fit + 0.5 * reg
 
     def dnc_candidate(self) -> theory.Prediction:
-        """The deep-neural-collapse configuration and its value, optimal or not.
+        """The deep-neural-collapse configuration and its value: an upper bound on F*.
 
-        ``ufm.theory.predict`` refuses where collapse is not optimal in general (ReLU with K ≥ 3
-        and L ≥ 3, deep CE with L ≥ 3); this returns the collapsed configuration there, with the
-        regime ``"collapsed configuration, not necessarily global"`` (an upper bound on F*).
+        ``ufm.theory.predict`` refuses where no theorem says collapse is optimal (deep CE at
+        L ≥ 2, ReLU with K ≥ 3 and L ≥ 3); this returns the collapsed configuration there, with
+        the note "not necessarily global" (a solver may find lower values). MSE and CE only.
         """
-        return theory.deep.collapsed_configuration(
-            counts=self.counts, widths=self.widths, activation=self.activation, loss=self.loss.name,
-            lambda_H=float(self.lambda_H), lambdas=[float(x) for x in np.asarray(self.lambdas)],
-            bias=self.bias)
+        return theory.deep.collapsed_configuration(**_numbers(self))
 
     def config(self) -> dict:
-        """All parameters, JSON-friendly."""
+        """All parameters, JSON-friendly (:meth:`from_config` is the inverse)."""
         return dict(model="deep_ufm", num_classes=self.num_classes, num_per_class=self.num_per_class,
                     widths=list(self.widths), depth=self.depth, activation=self.activation,
-                    loss={"name": self.loss.name}, lambda_H=to_float(self.lambda_H),
-                    lambdas=to_float(self.lambdas), bias=self.bias, lambda_b=to_float(self.lambda_b))
+                    loss=loss_config(self.loss), lambda_W=to_float(self.lambda_W),
+                    lambda_H=to_float(self.lambda_H), lambda_b=to_float(self.lambda_b), bias=self.bias)
 
 
-def _stack(*values):
-    """λ_1, λ_2 as one array leaf (NumPy for numbers, jnp for traced values)."""
-    if all(is_concrete(v) and not isinstance(v, jax.Array) for v in values):
-        return np.asarray([float(np.asarray(v)) for v in values], dtype=np.float64)
-    return jnp.stack([jnp.asarray(v) for v in values], axis=-1)
+def _numbers(problem: DeepUFM) -> dict:
+    """The problem as the numbers the closed forms of :mod:`ufm.theory.deep` take."""
+    loss = problem.loss
+    return dict(counts=problem.counts, widths=problem.widths, activation=problem.activation,
+                loss=loss.name, lambda_H=float(problem.lambda_H),
+                lambdas=[float(x) for x in np.broadcast_to(np.asarray(problem.lambda_W, float),
+                                                           (problem.depth,))],
+                bias=problem.bias, lambda_b=float(problem.lambda_b),
+                alpha=float(getattr(loss, "alpha", 0.0)), gamma=float(getattr(loss, "gamma", 0.0)))
 
 
 @theory.predict.register(DeepUFM)
 def _predict_deep(problem: DeepUFM) -> theory.Prediction:
-    return theory.deep.predict_deep(
-        counts=problem.counts, widths=problem.widths, activation=problem.activation,
-        loss=problem.loss.name, lambda_H=float(problem.lambda_H),
-        lambdas=[float(x) for x in np.asarray(problem.lambdas)], bias=problem.bias,
-        lambda_b=float(problem.lambda_b))
+    return theory.deep.predict_deep(**_numbers(problem))
+
+
+@theory.threshold.register(DeepUFM)
+def _threshold_deep(problem: DeepUFM) -> float:
+    """The critical decay product P* = λ_H Π_l λ_l: the global minimiser is non-zero iff P < P*
+    (for the balanced deep linear MSE model P* = (κ*/K)^{L+1}/n; imbalanced: where the last
+    class vanishes). ``NoClosedForm`` where no theorem gives one (deep CE/LS/FL at L ≥ 2, ReLU
+    outside §4.2). At L = 1 with focal loss the plain UFM's global threshold is used."""
+    nums = _numbers(problem)
+
+    def focal():  # L = 1: the plain UFM with W = W_1 and λ_W = λ_1
+        from ufm.problems.ufm import UFM
+
+        return theory.threshold(UFM(problem.num_classes, problem.num_per_class, problem.widths[0],
+                                    problem.loss, nums["lambdas"][0], nums["lambda_H"],
+                                    nums["lambda_b"], problem.bias))
+
+    return theory.deep.threshold_deep(**nums, focal_threshold=focal)

@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_int, check_scalar, default_float
+from ufm._types import Array, ArrayLike, check_fits_in_memory, check_int, check_scalar, default_float
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing
 from ufm.manifolds import Euclidean, Oblique, Product
 from ufm.problems._base import ClassLabels, check_bias, check_loss, normalise_counts, problem_dataclass, to_float
+from ufm.problems.deep import loss_config, loss_from_config
 
 _SUPPORTED_LOSSES = (CrossEntropy, LabelSmoothing, Focal)
 
@@ -48,11 +49,14 @@ class SphericalUFM(ClassLabels):
         loss: CrossEntropy(), LabelSmoothing(alpha) or Focal(gamma) (closed form for CE only).
         radius_W, radius_H: row norms r_W, r_H > 0 (array leaves).
         temperature: T > 0; logits are H Wᵀ / T (+ b).
-        bias: add an unregularised Euclidean bias b [K].
+        bias: add an unregularised Euclidean bias b [K]. Default False: Yaras et al.'s model has
+            no bias (the one documented exception to the library's ``bias=True`` default).
+
+    There is no weight decay, hence no threshold: ``ufm.theory.threshold`` raises NoClosedForm.
 
     Examples:
         >>> import jax, ufm
-        >>> p = ufm.SphericalUFM(3, 2, 4, temperature=0.5)
+        >>> p = ufm.SphericalUFM(3, 2, 4, ufm.losses.CrossEntropy(), temperature=0.5)
         >>> x = p.init(jax.random.key(0))
         >>> [round(float(v), 12) for v in jax.numpy.linalg.norm(x.W, axis=1)]
         [1.0, 1.0, 1.0]
@@ -61,7 +65,7 @@ class SphericalUFM(ClassLabels):
     num_classes: int
     num_per_class: int | tuple
     dim: int
-    loss: object = CrossEntropy()
+    loss: object
     radius_W: ArrayLike = 1.0
     radius_H: ArrayLike = 1.0
     temperature: ArrayLike = 1.0
@@ -74,6 +78,25 @@ class SphericalUFM(ClassLabels):
         check_loss(self.loss, _SUPPORTED_LOSSES, "one of CrossEntropy(), LabelSmoothing(alpha), Focal(gamma)")
         for name in ("radius_W", "radius_H", "temperature"):
             check_scalar(name, getattr(self, name), low=0.0, low_open=True, high=None, allowed="> 0")
+        K, N, d = self.num_classes, self.num_samples, self.dim
+        check_fits_in_memory(f"SphericalUFM(K={K}, N={N}, d={d})", (K + N) * d + K + 2 * N * K)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SphericalUFM":
+        """The problem whose :meth:`config` is ``config`` (the exact inverse of ``config()``).
+
+        Examples:
+            >>> import ufm
+            >>> p = ufm.SphericalUFM(3, 2, 4, ufm.losses.Focal(1.0), radius_H=2.0, temperature=0.5)
+            >>> ufm.SphericalUFM.from_config(p.config()).config() == p.config()
+            True
+        """
+        if not isinstance(config, dict) or config.get("model") != "spherical":
+            raise ValueError(f"config must be a SphericalUFM config (model='spherical'), got {config!r}")
+        counts = config["num_per_class"]
+        return cls(config["num_classes"], tuple(counts) if isinstance(counts, list) else counts,
+                   config["dim"], loss_from_config(config["loss"]), radius_W=config["radius_W"],
+                   radius_H=config["radius_H"], temperature=config["temperature"], bias=config["bias"])
 
     # ---- sizes and data -------------------------------------------------------------------
     @property
@@ -132,9 +155,8 @@ class SphericalUFM(ClassLabels):
 
     def config(self) -> dict:
         """All parameters, JSON-friendly."""
-        loss = {"name": self.loss.name, **{k: to_float(v) for k, v in vars(self.loss).items()}}
         return dict(model="spherical", num_classes=self.num_classes,
-                    num_per_class=self.num_per_class, dim=self.dim, loss=loss,
+                    num_per_class=self.num_per_class, dim=self.dim, loss=loss_config(self.loss),
                     radius_W=to_float(self.radius_W), radius_H=to_float(self.radius_H),
                     temperature=to_float(self.temperature), bias=self.bias)
 
@@ -143,10 +165,19 @@ class SphericalUFM(ClassLabels):
 def _predict_spherical(problem: SphericalUFM) -> theory.Prediction:
     if problem.loss.name != "ce":
         raise theory.NoClosedForm(
-            f"spherical UFM with loss {problem.loss.name!r}: THEORY.md §6 covers cross-entropy only")
+            f"spherical UFM with loss {problem.loss.name!r}: no theorem; THEORY.md §6 (Yaras et al. "
+            "2022) covers cross-entropy only")
     if not problem.balanced:
         raise theory.NoClosedForm("spherical UFM with imbalanced classes: no closed form in THEORY.md §6")
     return theory.spherical.predict_spherical(
         num_classes=problem.num_classes, num_per_class=problem.num_per_class, dim=problem.dim,
         radius_W=float(problem.radius_W), radius_H=float(problem.radius_H),
         temperature=float(problem.temperature), bias=problem.bias)
+
+
+@theory.threshold.register(SphericalUFM)
+def _threshold_spherical(problem: SphericalUFM) -> float:
+    """Always ``NoClosedForm``: the spherical UFM has no weight decay, hence no threshold (its
+    minimiser is the ETF at every inverse temperature s > 0, THEORY.md §6)."""
+    raise theory.NoClosedForm("the spherical UFM has no weight decay and no threshold: the "
+                              "minimiser is a simplex ETF at every inverse temperature s > 0")

@@ -15,15 +15,17 @@ Convention:
     THEORY.md §9; θ = (κ/K) σ*^p sets every scale (λ_l‖W_l‖² = λ_H‖H_1‖² = rθ).
 
 Which problems have a prediction (``predict_deep``):
-    * identity, MSE, bias-free (any counts) or free bias (balanced), widths ≥ the output rank;
+    * identity, MSE, bias-free (any counts: Dang et al.'s general orthogonal frame when
+      imbalanced) or free bias (balanced), widths ≥ the output rank;
     * ReLU, MSE, bias-free, balanced, with K = 2 (any L; Súkeník et al. 2023) or L = 2 (any K;
       the extended UFM, derived); L = 1 has no activation and is the linear case;
-    * identity, CE, bias-free, balanced, L ≤ 2 (the DNC candidate; the best value found at L = 2).
-    Everything else raises :class:`NoClosedForm` naming why. In particular, where collapse is
-    known *not* to be optimal (ReLU with K ≥ 3 and L ≥ 3, deep CE with L ≥ 3), ``predict`` refuses
-    rather than report the collapsed value as the optimum; :func:`collapsed_configuration`
-    returns that value and structure explicitly, with the regime
-    ``"collapsed configuration, not necessarily global"``.
+    * L = 1 with CE, LS or FL (balanced, d_1 ≥ K−1, with or without a bias): the CE-family UFM of
+      THEORY.md §3.
+    Everything else raises :class:`NoClosedForm` naming why: deep CE at L ≥ 2 (no theorem; DNC is
+    not optimal at L = 2 for K ≥ 5, nor at any L ≥ 3, THEORY.md §5), deep LS/FL at L ≥ 2, ReLU
+    with K ≥ 3 and L ≥ 3, ReLU with a bias or imbalanced classes. :func:`collapsed_configuration`
+    returns the DNC value and structure (an upper bound on F*) with the note :data:`NOT_GLOBAL`.
+    :func:`threshold_deep` gives the critical decay product P* = λ_H Π λ_l where a theorem does.
 
 References:
     Tirer & Bruna, "Extended unconstrained features model for exploring deep neural collapse",
@@ -35,16 +37,16 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
 import numpy as np
 
-from ufm.theory._prediction import NoClosedForm, Prediction
+from ufm.theory import plain
+from ufm.theory._prediction import COLLAPSE, PARTIAL_RANK, ZERO, NoClosedForm, Prediction
 from ufm.theory.frames import centering, random_orthonormal
 from ufm.theory.scalar import argmin_zero_or_root, bisect_decreasing
-
-NOT_GLOBAL = "collapsed configuration, not necessarily global"
 
 # ---------------------------------------------------------------------------------------------
 # The deep-linear scalar problem ψ (THEORY.md §4.1, §9)
@@ -272,7 +274,11 @@ def _assemble(*, counts, widths, lambda_H, lambdas, V, theta, nvec, bias_vec, va
         q[f"W{l + 1}_spectrum"] = _spectrum(theta / lam[l], min(dims[l], dims[l + 1]))
     if bias_vec is not None:
         q["bias"] = np.asarray(bias_vec, float)
-    full = r == (K - 1 if geometry == "etf" else K) and r > 0
+    # Equal scales in every direction (balanced classes, full rank): the frames are an OF/ETF, the
+    # spectra flat and the last layer self-dual. Imbalanced classes have per-class scales
+    # (Dang et al.'s general orthogonal frame): only the Grams, spectra and norms above hold.
+    equal = theta.size > 0 and np.allclose(theta, theta[0], rtol=1e-12) and np.allclose(nvec, nvec[0])
+    full = r == (K - 1 if geometry == "etf" else K) and r > 0 and equal
     if r > 0:
         for l in range(L):
             q[f"dnc1_{l + 1}"] = 0.0
@@ -350,7 +356,7 @@ def deep_linear_mse(counts: Sequence[int], widths: Sequence[int], lambda_H: floa
         bias_vec = np.full(K, 1.0 / K)
         offset = np.outer(np.ones(K), bias_vec)
         geometry = "etf"
-        regime = "collapse" if s > 0 else "zero"
+        regime = COLLAPSE if s > 0 else ZERO
         scalars = dict(kappa=k, tau_L=k / K, sigma_star=s, theta=float(theta[0]),
                        sigma_local=sigma_local(k, L), kappa_star=kappa_star(L), kappa_max=kappa_max(L))
         _require_widths(widths, K - 1 if s > 0 else 0, "deep MSE with a free bias")
@@ -364,9 +370,13 @@ def deep_linear_mse(counts: Sequence[int], widths: Sequence[int], lambda_H: floa
         nvec = counts.astype(float)
         bias_vec, offset, geometry = None, None, "of"
         zero = sig == 0
-        regime = "zero" if zero.all() else ("minority collapse" if zero.any() else "collapse")
+        regime = ZERO if zero.all() else (PARTIAL_RANK if zero.any() else COLLAPSE)
         if zero.any() and not zero.all():
-            notes.append(f"classes {np.flatnonzero(zero).tolist()} collapse to 0 (minority collapse)")
+            notes.append(f"minority collapse: classes {np.flatnonzero(zero).tolist()} vanish (their "
+                         "features and outputs are 0)")
+        if not balanced:
+            notes.append("imbalanced classes: a general orthogonal frame (per-class scales "
+                         "s_k/√n_k), not equinorm; only Grams, spectra, norms and NC1 are predicted")
         scalars = dict(rho=rho, kappa_star=kappa_star(L), kappa_max=kappa_max(L))
         if balanced:
             scalars.update(kappa=float(kappas[0]), tau_L=float(kappas[0]) / K, sigma_star=float(sig[0]),
@@ -386,110 +396,197 @@ def deep_ce(counts: Sequence[int], widths: Sequence[int], lambda_H: float,
     """Deep CE DNC candidate (THEORY.md §5): class-mean logits m*(e_k − 1/K), F = g(m*).
 
     Each factor has K−1 equal singular values; θ = τ_L m*^p, W_L W_Lᵀ = (θ/λ_L) C_K,
-    M_1 M_1ᵀ = (θ/(nλ_H)) C_K. This is the DNC *candidate* at every depth: :func:`predict_deep`
-    returns it as the optimum only for L ≤ 2.
+    M_1 M_1ᵀ = (θ/(nλ_H)) C_K. At L = 1 this is the CE UFM minimiser (Zhu et al. 2021); at L ≥ 2
+    it is only a critical point and an upper bound on F* (THEORY.md §5: lower points exist at
+    L = 2 for K ≥ 5, and at every L ≥ 3): :func:`predict_deep` refuses there.
     """
+    return _ce_family(counts, widths, lambda_H, lambdas, "ce")
+
+
+def _ce_family(counts, widths, lambda_H, lambdas, loss, alpha=0.0, gamma=0.0, bias=False,
+               lambda_b=0.0) -> Prediction:
+    """The collapsed CE-family configuration: CE at any depth (the DNC candidate), LS and FL at
+    L = 1 (THEORY.md §3 through the margins of :mod:`ufm.theory.plain`)."""
     counts = np.asarray(counts, int)
     K, L = len(counts), len(widths)
     if not np.all(counts == counts[0]):
-        raise NoClosedForm("deep CE with imbalanced classes: not covered by THEORY.md §5")
+        raise NoClosedForm(f"deep {loss.upper()} with imbalanced classes: not covered by THEORY.md §3/§5")
     n = int(counts[0])
     t = tau_L(n, lambda_H, lambdas)
-    m = ce_margin(K, t, L)
-    value = ce_g(m, K, t, L)
+    if loss == "ce":
+        m = ce_margin(K, t, L)
+        value = ce_g(m, K, t, L)
+    elif loss == "ls" and L == 1:  # CE with τ_α = τ + α/K, plus the α(K−1)m/K of ℓ̂_LS (§3)
+        m = plain.ce_margin(K, t + alpha / K)
+        value = plain.ce_value(K, t + alpha / K)
+    elif loss == "fl" and L == 1:
+        m = plain.focal_margin(K, t, gamma)
+        value = plain.focal_hat(m, K, gamma) + (K - 1) * t * m
+    else:
+        raise NoClosedForm(f"deep {loss!r} at L={L}: no closed form")
     theta = t * m ** (2.0 / (L + 1))
     evals, evecs = np.linalg.eigh(centering(K))
     V = evecs[:, evals > 0.5]
-    _require_widths(widths, K - 1 if m > 0 else 0, "deep CE")
-    return _assemble(counts=counts, widths=widths, lambda_H=lambda_H, lambdas=lambdas, V=V,
-                     theta=np.full(K - 1, theta), nvec=np.full(K - 1, n), bias_vec=None, value=value,
-                     regime="collapse" if m > 0 else "zero", geometry="etf", activation="identity",
-                     scalars=dict(tau_L=t, margin=m, theta=theta))
+    _require_widths(widths, K - 1 if m > 0 else 0, f"deep {loss.upper()}")
+    notes, bias_vec, flat = [], None, False
+    if bias:  # b = 0 is optimal (THEORY.md §3); with λ_b = 0, mean(b) is a flat direction
+        bias_vec = np.zeros(K)
+        flat = lambda_b == 0.0
+        if flat:
+            notes.append("mean(b) is a flat direction (λ_b = 0): b − mean(b) is compared")
+    pred = _assemble(counts=counts, widths=widths, lambda_H=lambda_H, lambdas=lambdas, V=V,
+                     theta=np.full(K - 1, theta), nvec=np.full(K - 1, n), bias_vec=bias_vec,
+                     value=value, regime=COLLAPSE if m > 0 else ZERO, geometry="etf",
+                     activation="identity", notes=notes, scalars=dict(tau_L=t, margin=m, theta=theta))
+    if flat:
+        q = dict(pred.quantities)
+        q["bias_centred"] = q.pop("bias")
+        pred = dataclasses.replace(pred, quantities=q)
+    return pred
+
+
+NOT_GLOBAL = "collapsed configuration, not necessarily global: an upper bound on F*"
+CE_REFUSAL = ("no theorem covers deep CE at L >= 2; the DNC value is an upper bound: see "
+              "dnc_candidate()")
 
 
 def collapsed_configuration(*, counts: Sequence[int], widths: Sequence[int], activation: str,
                             loss: str, lambda_H: float, lambdas: Sequence[float],
-                            bias: bool = False) -> Prediction:
+                            bias: bool = False, lambda_b: float = 0.0, **_) -> Prediction:
     """The deep-neural-collapse configuration and its value, whether or not it is the optimum.
 
     For MSE this is the deep-linear minimiser (with ReLU, its nonnegative construction, an upper
-    bound on the ReLU optimum, THEORY.md §4.2); for CE the DNC candidate of §5. Use it where
-    :func:`predict_deep` refuses because collapse is not optimal in general (ReLU with K ≥ 3 and
-    L ≥ 3, deep CE with L ≥ 3): the regime is then ``"collapsed configuration, not necessarily
-    global"``, and a solver may legitimately find lower values.
+    bound on the ReLU optimum, THEORY.md §4.2); for CE the DNC candidate of §5 (bias-free). Use it
+    where :func:`predict_deep` refuses because no theorem says collapse is optimal (deep CE at
+    L ≥ 2, ReLU with K ≥ 3 and L ≥ 3): the regime is that of the configuration, the note
+    :data:`NOT_GLOBAL` says that a solver may legitimately find lower values.
     """
     if loss == "ce":
+        if bias:
+            raise NoClosedForm("deep CE DNC candidate with a bias: THEORY.md §5 is bias-free")
         pred = deep_ce(counts, widths, lambda_H, lambdas)
     elif loss == "mse":
         if activation == "relu" and bias and len(widths) >= 2:
             raise NoClosedForm("ReLU with a bias: the deep-linear construction is not nonnegative "
                                "(its class means span 1^⊥)")
+        if bias and lambda_b != 0.0:
+            raise NoClosedForm("deep MSE with a regularised bias (lambda_b > 0): only the free bias "
+                               "is covered (THEORY.md §4.1)")
         pred = deep_linear_mse(counts, widths, lambda_H, lambdas, bias=bias, activation=activation)
     else:
-        raise NoClosedForm(f"no deep closed form for loss {loss!r}")
-    regime = pred.regime if pred.regime == "zero" else NOT_GLOBAL
-    return Prediction(value=pred.value, quantities=pred.quantities, regime=regime,
-                      geometry=pred.geometry,
-                      notes=pred.notes + ("the DNC value is an upper bound; the optimum may be lower",),
-                      params_builder=pred.params_builder, scalars=pred.scalars)
+        raise NoClosedForm(f"no deep collapsed configuration for loss {loss!r} (MSE and CE only)")
+    return dataclasses.replace(pred, notes=pred.notes + (NOT_GLOBAL,),
+                               scalars={**pred.scalars, "upper_bound": 1.0})
+
+
+def _refusal(*, counts, widths, activation, loss, lambda_H, lambdas, bias, lambda_b) -> str | None:
+    """Why no theorem covers the problem (None when one does)."""
+    K, L = len(counts), len(widths)
+    balanced = len(set(counts)) == 1
+    relu = activation == "relu" and L >= 2
+    if lambda_H <= 0 or min(lambdas) <= 0:
+        return ("the deep closed forms need lambda_H > 0 and every lambda_l > 0 (with a zero decay "
+                "the minimum is not attained or not unique)")
+    if loss in ("ce", "ls", "fl"):
+        if L == 1:
+            return None if balanced else (f"{loss.upper()} with imbalanced classes: no closed form "
+                                          "in THEORY.md (minority collapse is open)")
+        if loss == "ce":
+            return CE_REFUSAL + (" (and none at all with ReLU or a bias)" if relu or bias else "")
+        return (f"deep {'label smoothing' if loss == 'ls' else 'focal loss'} at L={L} >= 2: no "
+                "theorem (THEORY.md §3 covers L = 1 only)")
+    if loss != "mse":
+        return f"no deep closed form for loss {loss!r}"
+    if bias and lambda_b != 0.0:
+        return ("deep UFM with a regularised bias (lambda_b > 0): only the free bias is covered "
+                "(THEORY.md §4.1)")
+    if bias and not balanced:
+        return "deep MSE with a bias and imbalanced classes: not covered by THEORY.md §4"
+    if not relu:
+        return None
+    if bias:
+        return "ReLU deep UFM with a bias: not covered by THEORY.md §4.2"
+    if not balanced:
+        return ("ReLU deep UFM with imbalanced classes: not covered by THEORY.md §4.2 (the linear "
+                "value is only an upper bound)")
+    if K >= 3 and L >= 3:
+        return (f"ReLU deep UFM with K={K} >= 3 and L={L} >= 3: deep neural collapse is not optimal "
+                "in general (low-rank solutions are lower; Súkeník et al. 2024, THEORY.md §4.2); "
+                "the DNC value is an upper bound: see dnc_candidate()")
+    if min(widths) < K:
+        return (f"ReLU deep UFM with widths {tuple(widths)} < K={K}: the nonnegative construction "
+                "needs d_l >= K")
+    return None
 
 
 def predict_deep(*, counts: Sequence[int], widths: Sequence[int], activation: str, loss: str,
                  lambda_H: float, lambdas: Sequence[float], bias: bool = False,
-                 lambda_b: float = 0.0) -> Prediction:
+                 lambda_b: float = 0.0, alpha: float = 0.0, gamma: float = 0.0) -> Prediction:
     """Dispatch the deep closed forms (numbers in, Prediction out); see the module docstring.
 
     Raises:
-        NoClosedForm: outside the theorems, and where collapse is not optimal (the message names
-            :func:`collapsed_configuration` for the DNC value).
+        NoClosedForm: outside the theorems, naming why (deep CE at L ≥ 2: the DNC value is only an
+            upper bound, :func:`collapsed_configuration`).
     """
     counts = [int(c) for c in counts]
     K, L = len(counts), len(widths)
-    balanced = len(set(counts)) == 1
-    if lambda_H <= 0 or min(lambdas) <= 0:
-        raise NoClosedForm("the deep closed forms need lambda_H > 0 and every lambda_l > 0 "
-                           "(with a zero decay the minimum is not attained or not unique)")
-    if bias and lambda_b != 0.0:
-        raise NoClosedForm("deep UFM with a regularised bias (lambda_b > 0): only the free bias is "
-                           "covered (THEORY.md §4.1)")
-    relu = activation == "relu" and L >= 2
-    if loss == "ce":
-        if relu:
-            raise NoClosedForm("deep CE with ReLU: no closed form in THEORY.md")
-        if bias:
-            raise NoClosedForm("deep CE with a bias: THEORY.md §5 is bias-free")
-        if L >= 3:
-            raise NoClosedForm(f"deep CE with L={L} >= 3: DNC is not optimal in general (low-rank "
-                               "solutions are lower; Garrod & Keating 2024, THEORY.md §5). "
-                               "ufm.theory.deep.collapsed_configuration gives the DNC candidate")
-        pred = deep_ce(counts, widths, lambda_H, lambdas)
-        if L == 2:
-            pred = Prediction(value=pred.value, quantities=pred.quantities, regime=pred.regime,
-                              geometry=pred.geometry, params_builder=pred.params_builder,
-                              scalars=pred.scalars,
-                              notes=pred.notes + ("L = 2 deep CE: F_DNC is the best value found "
-                                                  "numerically (THEORY.md §5), not a theorem",))
-        return pred
-    if loss != "mse":
-        raise NoClosedForm(f"no deep closed form for loss {loss!r}")
-    if not relu:
+    why = _refusal(counts=counts, widths=widths, activation=activation, loss=loss, lambda_H=lambda_H,
+                   lambdas=lambdas, bias=bias, lambda_b=lambda_b)
+    if why is not None:
+        raise NoClosedForm(why)
+    if loss != "mse":  # L = 1: the CE-family UFM (Zhu et al. 2021; Zhou et al. 2022)
+        return _ce_family(counts, widths, lambda_H, lambdas, loss, alpha=alpha, gamma=gamma,
+                          bias=bias, lambda_b=lambda_b)
+    if not (activation == "relu" and L >= 2):
         return deep_linear_mse(counts, widths, lambda_H, lambdas, bias=bias)
-    if bias:
-        raise NoClosedForm("ReLU deep UFM with a bias: not covered by THEORY.md §4.2")
-    if not balanced:
-        raise NoClosedForm("ReLU deep UFM with imbalanced classes: not covered by THEORY.md §4.2 "
-                           "(the linear value is only an upper bound)")
-    if K >= 3 and L >= 3:
-        raise NoClosedForm(f"ReLU deep UFM with K={K} >= 3 and L={L} >= 3: deep neural collapse is "
-                           "not optimal in general (low-rank solutions are lower; Súkeník et al. "
-                           "2024, THEORY.md §4.2). ufm.theory.deep.collapsed_configuration gives "
-                           "the DNC value, an upper bound")
-    if min(widths) < K:
-        raise NoClosedForm(f"ReLU deep UFM with widths {tuple(widths)} < K={K}: the nonnegative "
-                           "construction needs d_l >= K")
     pred = deep_linear_mse(counts, widths, lambda_H, lambdas, bias=False, activation="relu")
-    why = ("K = 2: Súkeník et al. 2023" if K == 2 else "extended UFM, L = 2: derived, THEORY.md §4.2")
-    return Prediction(value=pred.value, quantities=pred.quantities, regime=pred.regime,
-                      geometry=pred.geometry, params_builder=pred.params_builder, scalars=pred.scalars,
-                      notes=pred.notes + (f"ReLU optimum = deep-linear value ({why}); the first layer "
-                                          "is determined only up to its norms and NC1",))
+    src = "K = 2: Súkeník et al. 2023" if K == 2 else "extended UFM, L = 2: derived, THEORY.md §4.2"
+    return dataclasses.replace(pred, notes=pred.notes + (
+        f"ReLU optimum = deep-linear value ({src}); the first layer is determined only up to its "
+        "norms and NC1",))
+
+
+def threshold_deep(*, counts: Sequence[int], widths: Sequence[int], activation: str, loss: str,
+                   lambda_H: float, lambdas: Sequence[float], bias: bool = False,
+                   lambda_b: float = 0.0, alpha: float = 0.0, gamma: float = 0.0,
+                   focal_threshold=None) -> float:
+    """The critical decay product P* of P = λ_H Π_l λ_l: the global minimiser is non-zero iff
+    P < P* (THEORY.md §4.1, §3).
+
+    * Balanced deep linear MSE (bias-free or free bias), and the ReLU cases of §4.2:
+      κ = K (nP)^{1/(L+1)} < κ*, i.e. P* = (κ*/K)^{L+1}/n, with κ* = 1 at L = 1 (continuous) and
+      κ* = (1/L)((L−1)/L)^{(L−1)/(L+1)} for L ≥ 2 (first order).
+    * Imbalanced, bias-free: class k is non-zero iff κ_k = N P^{1/(L+1)} n_k^{−L/(L+1)} < κ*; the
+      last class (the largest) vanishes at P* = (κ*/N)^{L+1} n_max^L.
+    * L = 1, CE: Kτ < 1, P* = 1/(K²n); LS: Kτ + α < 1, P* = ((1−α)/K)²/n (the bias changes
+      neither). Focal loss: ``focal_threshold()``, the plain UFM's global threshold (the DeepUFM
+      registration passes ``ufm.theory.threshold`` of the equivalent UFM).
+
+    The width condition of the prediction is not needed: P* is where the minimiser leaves 0.
+
+    Raises:
+        NoClosedForm: where there is no theorem (deep CE/LS/FL at L ≥ 2, ReLU outside §4.2, a
+            regularised bias) or no threshold.
+
+    Examples:
+        >>> p = threshold_deep(counts=[2, 2, 2], widths=(4, 4), activation="identity", loss="mse",
+        ...                    lambda_H=1.0, lambdas=[1.0, 1.0])
+        >>> abs(p - (kappa_star(2) / 3) ** 3 / 2) < 1e-18
+        True
+    """
+    counts = [int(c) for c in counts]
+    K, L, N = len(counts), len(widths), sum(counts)
+    why = _refusal(counts=counts, widths=widths, activation=activation,
+                   loss=loss, lambda_H=1.0, lambdas=[1.0] * L, bias=bias, lambda_b=lambda_b)
+    if why is not None:
+        raise NoClosedForm(why)
+    if loss == "fl":
+        if focal_threshold is None:
+            raise NoClosedForm("focal loss at L = 1: pass focal_threshold (the plain UFM's global "
+                               "threshold, THEORY.md §3, §9)")
+        return float(focal_threshold())
+    if loss == "ce":
+        return 1.0 / (K * K * counts[0])
+    if loss == "ls":
+        return ((1.0 - alpha) / K) ** 2 / counts[0]
+    return (kappa_star(L) / N) ** (L + 1) * max(counts) ** L
