@@ -11,7 +11,7 @@ ROWS = {
     "_types": 0, "_version": 0,
     "labels": 1,
     "losses": 2, "manifolds": 2, "theory": 2,
-    "problems": 3,
+    "problems": 3, "protocols": 3,
     "solvers": 4,
     "metrics": 5, "landscape": 5,
     "sweep": 6, "compare": 6,

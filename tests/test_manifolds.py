@@ -159,7 +159,7 @@ def test_taylor_slopes_generic_function(bias, seed):
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_taylor_slopes_spherical_ufm(bias):
-    p = ufm.SphericalUFM(4, 3, 5, radius_W=1.3, radius_H=0.8, temperature=0.5, bias=bias)
+    p = ufm.SphericalUFM(4, 3, 5, ufm.losses.CrossEntropy(), radius_W=1.3, radius_H=0.8, temperature=0.5, bias=bias)
     x = p.init(jax.random.key(5))
     if bias:
         x = x._replace(b=jax.random.normal(jax.random.key(6), (4,)))
@@ -170,7 +170,7 @@ def test_taylor_slopes_spherical_ufm(bias):
 def test_wrong_hessian_correction_breaks_slope_3():
     """The Weingarten term −(⟨x, ∇f⟩/r²) v matters: without it the slope drops to 2 (the test
     can fail)."""
-    p = ufm.SphericalUFM(4, 3, 5, radius_W=1.3, radius_H=0.8, temperature=0.5)
+    p = ufm.SphericalUFM(4, 3, 5, ufm.losses.CrossEntropy(), radius_W=1.3, radius_H=0.8, temperature=0.5)
     x = p.init(jax.random.key(8))
     M = p.manifold
     v = M.projection(x, jax.tree.map(lambda a: jax.random.normal(jax.random.key(9), a.shape), x))
@@ -183,3 +183,36 @@ def test_wrong_hessian_correction_breaks_slope_3():
         return float(p.value(M.retraction(x0, jax.tree.map(lambda a: t * a, v))))
 
     assert abs(taylor_slope(along, x, v, float(M.inner(x, g, v)), wrong) - 2) < 0.2
+
+
+# ---- the Manifold contract --------------------------------------------------------------------
+def test_every_manifold_derives_from_the_base_and_knows_its_dimension():
+    from ufm.manifolds import Manifold
+    x = _point(jax.random.key(40), (5, 4), 2.0)
+    b = jnp.ones(3)
+    assert Oblique(2.0).dim(x) == 5 * 3  # one norm constraint per row
+    assert Euclidean().dim((x, b)) == 5 * 4 + 3
+    P = Product(SphericalParams(Oblique(2.0), Euclidean(), None))
+    assert P.dim(SphericalParams(x, x, None)) == 15 + 20
+    assert all(isinstance(m, Manifold) for m in (Euclidean(), Oblique(), P))
+    assert Euclidean().is_euclidean and not Oblique().is_euclidean and not P.is_euclidean
+    assert Product(SphericalParams(Euclidean(), Euclidean(), None)).is_euclidean
+    # The dimension is the rank of the tangent projection (counted independently: SVD of the
+    # projector's matrix).
+    flat = np.stack([np.asarray(Oblique(2.0).projection(x, e.reshape(x.shape)))
+                     for e in np.eye(x.size)]).reshape(x.size, x.size)
+    assert np.linalg.matrix_rank(flat, tol=1e-10) == Oblique(2.0).dim(x)
+    # inner is the same metric as inner_product.
+    u = Oblique(2.0).projection(x, jax.random.normal(jax.random.key(41), x.shape))
+    assert float(Oblique(2.0).inner(x, u, u)) == float(Oblique(2.0).inner_product(x, u, u))
+
+
+def test_an_incomplete_manifold_cannot_be_built():
+    from ufm.manifolds import Manifold
+
+    class Half(Manifold):
+        def projection(self, x, v):
+            return v
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()

@@ -126,3 +126,88 @@ def test_progress_is_reported_from_inside_the_loop(mse_problem, capfd):
     assert f"{float(sol.value):.15g}" in lines[-1]
     with pytest.raises(ValueError, match="progress_every"):
         ufm.solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)), progress_every=-1)
+
+
+_BAD_SCALARS = [None, "0.1", True, [0.1], 1j, np.ones(2), float("nan")]
+
+
+@pytest.mark.parametrize("bad", _BAD_SCALARS, ids=repr)
+@pytest.mark.parametrize("make, name", [
+    (lambda v: ufm.solvers.GradientDescent(v), "learning_rate"),
+    (lambda v: ufm.solvers.GradientDescent(0.1, momentum=v), "momentum"),
+    (lambda v: ufm.solvers.Adam(v), "learning_rate"),
+    (lambda v: ufm.solvers.Adam(1e-3, b2=v), "b2"),
+    (lambda v: ufm.solvers.Adam(1e-3, eps=v), "eps"),
+    (lambda v: ufm.solvers.RiemannianGradientDescent(shrink=v), "shrink"),
+    (lambda v: ufm.solvers.RiemannianGradientDescent(sufficient_decrease=v), "sufficient_decrease"),
+    (lambda v: ufm.solvers.TrustRegion(accept_ratio=v), "accept_ratio"),
+    (lambda v: ufm.solvers.TrustRegion(curvature_tol=v), "curvature_tol"),
+])
+def test_solver_hyperparameters_refuse_non_numbers(make, name, bad):
+    with pytest.raises(ValueError, match=name):
+        make(bad)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: ufm.solvers.GradientDescent(0.1, nesterov="yes"), "nesterov"),
+    (lambda: ufm.solvers.GradientDescent(0.1, scale_blocks=1), "scale_blocks"),
+    (lambda: ufm.solvers.Adam(scale_blocks=None), "scale_blocks"),
+    (lambda: ufm.solvers.TrustRegion(scale_blocks="False"), "scale_blocks"),
+    (lambda: ufm.solvers.TrustRegion(initial_radius="1"), "initial_radius"),
+    (lambda: ufm.solvers.TrustRegion(max_inner=2.5), "max_inner"),
+    (lambda: ufm.solvers.LBFGS(memory_size=True), "memory_size"),
+    (lambda: ufm.solvers.RiemannianGradientDescent(max_backtracks=None), "max_backtracks"),
+    (lambda: ufm.solvers.RiemannianGradientDescent(growth=0.5), "growth"),
+])
+def test_solver_switches_and_counts_refuse_bad_types(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_solve_checks_params_against_the_problem(mse_problem):
+    good = mse_problem.init(jax.random.key(0))
+    no_bias = ufm.UFM(3, 4, 3, ufm.losses.MSE(), 1e-2, 1e-2, bias=False).init(jax.random.key(0))
+    cases = [
+        (no_bias, "structure"),  # a missing bias would silently solve another problem
+        (good._replace(W=good.W.T[:, :2]), r"params\.W.*shape"),
+        (good._replace(H=good.H.astype(jnp.int32)), r"params\.H.*float"),
+        ({"W": good.W, "H": good.H, "b": good.b}, "structure"),
+        (None, "structure"),
+    ]
+    for params, match in cases:
+        with pytest.raises(ValueError, match=match):
+            ufm.solve(mse_problem, ufm.solvers.LBFGS(), params)
+    with pytest.raises(ValueError, match="params_batched"):
+        ufm.sweep.vmap_solve(mse_problem, ufm.solvers.LBFGS(), good, {"lambda_W": jnp.array([1e-2, 2e-2])},
+                             params_batched=True)
+    with pytest.raises(ValueError, match="scales"):
+        ufm.sweep.multi_start(mse_problem, ufm.solvers.LBFGS(), jax.random.key(0), 2, scales=[0.5, -1.0])
+    with pytest.raises(ValueError, match="gtol"):
+        ufm.sweep.multi_start(mse_problem, ufm.solvers.LBFGS(), jax.random.key(0), 2, gtol="1e-8")
+
+
+def test_lbfgs_state_continues_the_same_run(mse_problem):
+    """solve(state=sol.state) resumes L-BFGS with its memory: two halves are the whole run."""
+    problem = ufm.UFM(3, 4, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    start = problem.init(jax.random.key(2))
+    whole = ufm.solve(problem, ufm.solvers.LBFGS(), start, max_steps=12, gtol=0.0)
+    first = ufm.solve(problem, ufm.solvers.LBFGS(), start, max_steps=6, gtol=0.0)
+    second = ufm.solve(problem, ufm.solvers.LBFGS(), first.params, max_steps=6, gtol=0.0, state=first.state)
+    fresh = ufm.solve(problem, ufm.solvers.LBFGS(), first.params, max_steps=6, gtol=0.0)
+    assert int(whole.num_steps) == 12 and int(second.num_steps) == 6
+    np.testing.assert_allclose(second.value, whole.value, rtol=1e-14)
+    for a, b in zip(jax.tree.leaves(second.params), jax.tree.leaves(whole.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert float(fresh.value) != float(whole.value)  # without the memory the path differs
+
+
+def test_sweeps_carry_gtol_and_restarts():
+    problem = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2, bias=False)
+    sols = ufm.sweep.vmap_solve(problem, ufm.solvers.LBFGS(), problem.init(jax.random.key(0)),
+                                {"lambda_H": jnp.array([1e-2, 2e-2])}, gtol=1e-9)
+    np.testing.assert_array_equal(np.asarray(sols.gtol), [1e-9, 1e-9])
+    assert sols.status_name == ["converged", "converged"]
+    ms = ufm.sweep.multi_start(problem, ufm.solvers.GradientDescent(0.1), jax.random.key(1), 2, 0.5,
+                               max_steps=20, gtol=0.0, restarts=2, batching="map")
+    np.testing.assert_array_equal(np.asarray(ms.num_steps), [60, 60])  # 3 solves of 20 steps each
+    np.testing.assert_array_equal(np.asarray(ms.gtol), [0.0, 0.0])

@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import check_int
-from ufm.solvers._driver import Solution, _solve
+from ufm._types import check_int, check_scalar, default_float
+from ufm.solvers._driver import (Solution, _solve, canonical_leaves, check_contracts, check_params,
+                                float_dtype)
 
 
 def replace_hyper(obj, name: str, value):
@@ -76,6 +77,7 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
     Returns:
         A :class:`ufm.Solution` whose fields have a leading axis of size B.
     """
+    check_contracts(problem, solver)
     if not over:
         raise ValueError("over must name at least one hyperparameter")
     names = tuple(sorted(over))
@@ -88,14 +90,24 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
         for x in np.unique(np.asarray(v)):
             replace_hyper(problem, n, x)
     check_int("max_steps", max_steps, low=1)
+    check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
     size = sizes.pop()
+    if params_batched:
+        rows = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(params)}
+        if rows != {size}:
+            raise ValueError(f"params_batched=True needs a leading axis of size {size} (the grid) on "
+                             f"every leaf of params, got sizes {sorted(rows, key=str)}")
+    check_params(problem, jax.tree.map(lambda x: x[0], params) if params_batched else params)
+    problem, solver = canonical_leaves((problem, solver), params)
+    values = canonical_leaves(values, params)
     if devices is not None:
         padded, batched, shared = _batch_placement(devices, size)
         values = jax.device_put(_pad_rows(values, padded), batched)
         params = jax.device_put(_pad_rows(params, padded) if params_batched else params,
                                 batched if params_batched else shared)
-    sols = _vmap_solve(problem, solver, params, values, jnp.asarray(gtol), names=names,
-                       max_steps=int(max_steps), params_batched=params_batched)
+    gtol = jnp.asarray(gtol, float_dtype(params))
+    sols = _vmap_solve(problem, solver, params, values, gtol, names=names, max_steps=int(max_steps),
+                       params_batched=params_batched)
     return sols if devices is None else jax.tree.map(lambda x: x[:size], sols)
 
 
@@ -131,19 +143,30 @@ def multi_start(problem, solver, key: jax.Array, num_starts: int,
         devices: ``None``, ``"all"`` or a list of devices to split the starts over (as in
             :func:`vmap_solve`).
     """
+    check_contracts(problem, solver)
     num_starts = check_int("num_starts", num_starts, low=1)
     restarts = check_int("restarts", restarts, low=0)
     if batching not in ("vmap", "map"):
         raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}")
-    scales = jnp.atleast_1d(jnp.asarray(scales, dtype=jnp.asarray(0.0).dtype))
+    try:
+        scales = np.atleast_1d(np.asarray(scales, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be a number >= 0 or a 1-D sequence of them, got {scales!r}") from None
+    if scales.ndim != 1 or scales.size == 0:
+        raise ValueError(f"scales must be a number >= 0 or a non-empty 1-D sequence of them, got {scales!r}")
+    check_scalar("scales", scales, low=0.0, high=None, allowed=">= 0", shape=None)
+    check_int("max_steps", max_steps, low=1)
+    check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
+    scales = jnp.asarray(scales, dtype=default_float())
     keys = jax.random.split(key, num_starts * scales.shape[0])
     scale_per_run = jnp.repeat(scales, num_starts)
-    check_int("max_steps", max_steps, low=1)
     size = keys.shape[0]
     if devices is not None:
         padded, batched, _ = _batch_placement(devices, size)
         keys, scale_per_run = jax.device_put(_pad_rows((keys, scale_per_run), padded), batched)
-    sols = _multi_start(problem, solver, keys, scale_per_run, jnp.asarray(gtol), max_steps=int(max_steps),
+    problem, solver = canonical_leaves((problem, solver), scales)
+    sols = _multi_start(problem, solver, keys, scale_per_run, jnp.asarray(gtol, scales.dtype),
+                        max_steps=int(max_steps),
                         restarts=restarts, batching=batching)
     return sols if devices is None else jax.tree.map(lambda x: x[:size], sols)
 

@@ -1,28 +1,28 @@
-"""Pieces shared by the steppers: Riemannian value-and-gradient and pytree arithmetic."""
+"""Pieces shared by the steppers: Riemannian value-and-gradient, the Hessian operator and the
+block-scale preconditioner. Pytree arithmetic is ``optax.tree``."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
+import numpy as np
+import optax
 
-from ufm._types import Array, PyTree
+from ufm._types import PyTree
+from ufm.protocols import SolverState, StepInfo
 
-
-class SolverState(NamedTuple):
-    """Every solver's state: its own ``inner`` state plus value and Riemannian gradient at the
-    current point (so the driver reads them without evaluating again)."""
-
-    inner: PyTree
-    value: Array
-    grad: PyTree
+__all__ = ["SolverState", "StepInfo", "value_and_riemannian_grad", "riemannian_hessian_operator",
+           "block_scale", "precondition", "info", "check_flag", "optax_promotion"]
 
 
-class StepInfo(NamedTuple):
-    """What a step reports: the value and Riemannian gradient norm at the new point."""
+def optax_promotion():
+    """Scope for calls into optax transforms: standard dtype promotion.
 
-    value: Array
-    grad_norm: Array
+    optax's step counters are int32 whatever ``jax_enable_x64`` says, and it combines them with
+    int64 indices (L-BFGS memory) and float hyperparameters (Adam's bias correction), which
+    ``jax_numpy_dtype_promotion="strict"`` refuses. Scoped to the optax call only, so the
+    library's own arithmetic stays checkable under strict promotion (tests/conftest.py).
+    """
+    return jax.numpy_dtype_promotion("standard")
 
 
 def value_and_riemannian_grad(problem, params):
@@ -47,10 +47,23 @@ def riemannian_hessian_operator(problem, params):
     return egrad, hess
 
 
-def tree_scale(scale: PyTree, tree: PyTree) -> PyTree:
-    """Multiply each block of ``tree`` by the matching scalar of ``scale`` (None blocks stay None)."""
-    return jax.tree.map(lambda s, t: s * t, scale, tree)
+def block_scale(problem, params, enabled: bool):
+    """The metric rescaling S = ``problem.step_scale(params)`` (a pytree of per-block scalars),
+    or None (the identity) when ``enabled`` is False."""
+    return problem.step_scale(params) if enabled else None
+
+
+def precondition(scale: PyTree, v: PyTree) -> PyTree:
+    """S v: each block of ``v`` times its scalar of ``scale`` (None: the identity). Per-block
+    scalars keep tangent vectors tangent."""
+    return v if scale is None else optax.tree.mul(scale, v)
 
 
 def info(problem, params, state: SolverState) -> StepInfo:
     return StepInfo(state.value, problem.manifold.norm(params, state.grad))
+
+
+def check_flag(name: str, value) -> None:
+    """A static switch of a solver must be a real bool (a string 'False' would be truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")

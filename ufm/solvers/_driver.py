@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, PyTree, check_scalar
+from ufm._types import Array, PyTree, check_int, check_scalar
+from ufm.protocols import Problem, Solver, describe_missing
 
 
 class Status(enum.IntEnum):
@@ -73,13 +74,46 @@ def _report_progress(step, value, grad_norm):
           file=sys.stderr, flush=True)
 
 
+def check_contracts(problem, solver) -> None:
+    """Raise ``ValueError`` unless ``problem`` is a :class:`ufm.protocols.Problem` and ``solver``
+    a :class:`ufm.protocols.Solver` (naming the members they lack)."""
+    for name, obj, protocol in (("problem", problem, Problem), ("solver", solver, Solver)):
+        if not isinstance(obj, protocol):
+            raise ValueError(f"{name} must implement ufm.protocols.{protocol.__name__}; "
+                             f"{type(obj).__name__} lacks {', '.join(describe_missing(obj, protocol))}")
+
+
+def float_dtype(params):
+    """The float dtype of ``params`` (of its first float leaf; JAX's default float if none)."""
+    floats = [jnp.result_type(x) for x in jax.tree.leaves(params)
+              if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+    return floats[0] if floats else jnp.result_type(float)
+
+
+def canonical_leaves(tree, params):
+    """``tree`` with every real-number leaf (Python number or float array) as an array of the
+    params' float dtype.
+
+    A hyperparameter then enters the compiled solve with one abstract type however it was
+    written (``1e-2``, ``np.float64(0.02)``, ``jnp.asarray(0.03)``): a new λ or learning rate never
+    recompiles, and float32 params keep float32 hyperparameters (no float64 promotion).
+    """
+    dtype = float_dtype(params)
+
+    def cast(x):
+        if isinstance(x, (bool, np.bool_)):
+            return x
+        if isinstance(x, (int, float, np.integer, np.floating)) or jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            return jnp.asarray(x, dtype)
+        return x
+
+    return jax.tree.map(cast, tree)
+
+
 def check_params(problem, params, name: str = "params") -> None:
     """Raise ``ValueError`` unless ``params`` has the tree structure, shapes and float dtype of
     ``problem.init`` (a missing bias, a transposed W or an int array would solve another problem)."""
-    init = getattr(problem, "init", None)
-    if init is None:
-        return
-    expected = jax.eval_shape(lambda: init(jax.random.key(0)))
+    expected = jax.eval_shape(lambda: problem.init(jax.random.key(0)))
     exp_leaves, exp_tree = jax.tree.flatten(expected)
     try:
         got_leaves, got_tree = jax.tree.flatten(params)
@@ -116,8 +150,9 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
     inside the trace, so a vmapped sweep returns every outcome.
 
     Args:
-        problem: a problem object (``value``, ``manifold``).
-        solver: a stepper with ``init(problem, params)`` and ``step(problem, params, state)``.
+        problem: a :class:`ufm.protocols.Problem` (``value``, ``manifold``, ``init``, ...).
+        solver: a :class:`ufm.protocols.Solver`: a stepper with ``init(problem, params)`` and
+            ``step(problem, params, state)``.
         params: starting point (a pytree matching ``problem``).
         max_steps: step budget (≥ 1).
         gtol: gradient-norm tolerance (≥ 0).
@@ -138,19 +173,16 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         >>> sol.status_name, bool(sol.grad_norm <= 1e-10)
         ('converged', True)
     """
-    if not callable(getattr(problem, "value", None)):
-        raise ValueError(f"problem must define value(params), got {type(problem).__name__}")
-    if not (callable(getattr(solver, "init", None)) and callable(getattr(solver, "step", None))):
-        raise ValueError(f"solver must define init and step, got {type(solver).__name__}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    for name, every in (("record_every", record_every), ("progress_every", progress_every)):
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {every!r}")
+    check_contracts(problem, solver)
+    max_steps = check_int("max_steps", max_steps, low=1)
+    record_every = check_int("record_every", record_every, low=0)
+    progress_every = check_int("progress_every", progress_every, low=0)
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
     check_params(problem, params)
-    return _solve(problem, solver, params, jnp.asarray(gtol), state, max_steps=int(max_steps),
-                  record_every=int(record_every), progress_every=int(progress_every))
+    problem, solver = canonical_leaves((problem, solver), params)
+    gtol = jnp.asarray(gtol, float_dtype(params))
+    return _solve(problem, solver, params, gtol, state, max_steps=max_steps,
+                  record_every=record_every, progress_every=progress_every)
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps", "record_every", "progress_every"))

@@ -8,29 +8,17 @@ update is projected onto the tangent space and retracted, which makes the same c
 
 from __future__ import annotations
 
-import dataclasses
-
-import jax
 import optax
 
-from ufm._types import ArrayLike, check_scalar
-from ufm.solvers._common import SolverState, info, tree_scale, value_and_riemannian_grad
-
-
-def _solver_dataclass(meta=()):
-    def wrap(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-        return jax.tree_util.register_dataclass(
-            cls, data_fields=[n for n in names if n not in meta], meta_fields=list(meta))
-    return wrap
+from ufm._types import ArrayLike, check_scalar, pytree_dataclass
+from ufm.solvers._common import (SolverState, block_scale, check_flag, info, optax_promotion,
+                                 precondition, value_and_riemannian_grad)
 
 
 def _first_order_step(problem, params, state, transform, scale_blocks):
-    direction = state.grad
-    if scale_blocks and hasattr(problem, "step_scale"):
-        direction = tree_scale(problem.step_scale(params), direction)
-    updates, inner = transform.update(direction, state.inner, params)
+    direction = precondition(block_scale(problem, params, scale_blocks), state.grad)
+    with optax_promotion():
+        updates, inner = transform.update(direction, state.inner, params)
     manifold = problem.manifold
     new = manifold.retraction(params, manifold.projection(params, updates))
     value, _, rgrad = value_and_riemannian_grad(problem, new)
@@ -38,7 +26,7 @@ def _first_order_step(problem, params, state, transform, scale_blocks):
     return new, new_state, info(problem, new, new_state)
 
 
-@_solver_dataclass(meta=("nesterov", "scale_blocks"))
+@pytree_dataclass(meta=("nesterov", "scale_blocks"))
 class GradientDescent:
     """Gradient descent with optional (Nesterov) momentum: optax.sgd on the Riemannian gradient.
 
@@ -66,23 +54,40 @@ class GradientDescent:
     def __post_init__(self):
         check_scalar("learning_rate", self.learning_rate, low=0.0, low_open=True, high=None, allowed="> 0")
         check_scalar("momentum", self.momentum, low=0.0, high=1.0, allowed="in [0, 1)")
+        check_flag("nesterov", self.nesterov)
+        check_flag("scale_blocks", self.scale_blocks)
 
     def _transform(self):
         return optax.sgd(self.learning_rate, momentum=self.momentum, nesterov=self.nesterov)
 
     def init(self, problem, params) -> SolverState:
         value, _, rgrad = value_and_riemannian_grad(problem, params)
-        return SolverState(self._transform().init(params), value, rgrad)
+        with optax_promotion():
+            inner = self._transform().init(params)
+        return SolverState(inner, value, rgrad)
 
     def step(self, problem, params, state):
         return _first_order_step(problem, params, state, self._transform(), self.scale_blocks)
 
 
-@_solver_dataclass(meta=("scale_blocks",))
+@pytree_dataclass(meta=("scale_blocks",))
 class Adam:
     """Adam (optax.adam) on the Riemannian gradient, with projection and retraction.
 
     Adam is invariant to a per-block rescaling of the gradient, so ``scale_blocks`` defaults off.
+
+    Args:
+        learning_rate: step size (> 0).
+        b1, b2: decay rates of the first and second moment estimates, in [0, 1).
+        eps: denominator offset (> 0).
+        scale_blocks: multiply each block's gradient by ``problem.step_scale`` first.
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 2, 3, ufm.losses.MSE(), 1e-2, 1e-2)
+        >>> sol = ufm.solve(p, Adam(1e-2), p.init(jax.random.key(0)), max_steps=20_000, gtol=1e-8)
+        >>> sol.status_name
+        'converged'
     """
 
     learning_rate: ArrayLike = 1e-3
@@ -96,13 +101,16 @@ class Adam:
         check_scalar("b1", self.b1, low=0.0, high=1.0, allowed="in [0, 1)")
         check_scalar("b2", self.b2, low=0.0, high=1.0, allowed="in [0, 1)")
         check_scalar("eps", self.eps, low=0.0, low_open=True, high=None, allowed="> 0")
+        check_flag("scale_blocks", self.scale_blocks)
 
     def _transform(self):
         return optax.adam(self.learning_rate, b1=self.b1, b2=self.b2, eps=self.eps)
 
     def init(self, problem, params) -> SolverState:
         value, _, rgrad = value_and_riemannian_grad(problem, params)
-        return SolverState(self._transform().init(params), value, rgrad)
+        with optax_promotion():
+            inner = self._transform().init(params)
+        return SolverState(inner, value, rgrad)
 
     def step(self, problem, params, state):
         return _first_order_step(problem, params, state, self._transform(), self.scale_blocks)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import jax
 import optax
-import optax.tree_utils as otu
 
-from ufm._types import check_int
-from ufm.solvers._common import SolverState, info
-from ufm.solvers.first_order import _solver_dataclass
+from ufm._types import check_int, pytree_dataclass
+from ufm.solvers._common import SolverState, info, optax_promotion
 
 
-@_solver_dataclass(meta=("memory_size", "max_linesearch_steps"))
+@pytree_dataclass(meta=("memory_size", "max_linesearch_steps"))
 class LBFGS:
     """L-BFGS (optax.lbfgs with its zoom line search). Euclidean problems only.
 
@@ -39,17 +37,20 @@ class LBFGS:
             max_linesearch_steps=self.max_linesearch_steps))
 
     def init(self, problem, params) -> SolverState:
-        if not getattr(problem.manifold, "is_euclidean", False):
+        if not problem.manifold.is_euclidean:
             raise ValueError(f"LBFGS is Euclidean: it cannot solve {type(problem).__name__}, whose "
                              "parameters live on a manifold; use a Riemannian solver")
         value, grad = jax.value_and_grad(problem.value)(params)
-        return SolverState(self._transform().init(params), value, grad)
+        with optax_promotion():
+            inner = self._transform().init(params)
+        return SolverState(inner, value, grad)
 
     def step(self, problem, params, state):
         transform = self._transform()
-        updates, inner = transform.update(state.grad, state.inner, params, value=state.value,
-                                          grad=state.grad, value_fn=problem.value)
+        with optax_promotion():
+            updates, inner = transform.update(state.grad, state.inner, params, value=state.value,
+                                              grad=state.grad, value_fn=problem.value)
         new = optax.apply_updates(params, updates)
         # The zoom line search stores value and gradient at the accepted point.
-        new_state = SolverState(inner, otu.tree_get(inner, "value"), otu.tree_get(inner, "grad"))
+        new_state = SolverState(inner, optax.tree.get(inner, "value"), optax.tree.get(inner, "grad"))
         return new, new_state, info(problem, new, new_state)

@@ -14,7 +14,7 @@ step returns the current point unchanged and the driver reports ``STALLED``.
 
 Examples:
     >>> import jax, ufm
-    >>> p = ufm.SphericalUFM(4, 3, 5, temperature=0.5)
+    >>> p = ufm.SphericalUFM(4, 3, 5, ufm.losses.CrossEntropy(), temperature=0.5)
     >>> sol = ufm.solve(p, TrustRegion(), p.init(jax.random.key(0)), gtol=1e-12, max_steps=100)
     >>> sol.status_name, abs(float(sol.value) - ufm.theory.predict(p).value) < 1e-12
     ('converged', True)
@@ -27,48 +27,14 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from ufm._types import Array, ArrayLike, check_int, check_scalar
-from ufm.solvers._common import (SolverState, info, riemannian_hessian_operator,
-                                 value_and_riemannian_grad)
-from ufm.solvers.first_order import _solver_dataclass
+from ufm._types import Array, ArrayLike, check_int, check_scalar, pytree_dataclass
+from ufm.solvers._common import (SolverState, block_scale, check_flag, info, precondition,
+                                 riemannian_hessian_operator, value_and_riemannian_grad)
 
-
-# ---- pytree arithmetic ---------------------------------------------------------------------
-def _axpy(a, x, y):
-    """a·x + y on pytrees."""
-    return jax.tree.map(lambda u, v: a * u + v, x, y)
-
-
-def _scale(a, x):
-    return jax.tree.map(lambda u: a * u, x)
-
-
-def _zeros(x):
-    return jax.tree.map(jnp.zeros_like, x)
-
-
-def _where(c, x, y):
-    return jax.tree.map(lambda u, v: jnp.where(c, u, v), x, y)
-
-
-def _vdot(u, v):
-    leaves = [jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(v))]
-    return sum(leaves)
-
-
-def _block_scale(problem, params, enabled: bool):
-    """The metric rescaling S (a pytree of per-block scalars), or None for the identity."""
-    if enabled and hasattr(problem, "step_scale"):
-        return problem.step_scale(params)
-    return None
-
-
-def _precondition(scale, v):
-    """S v: multiplies each block by its scalar (per-block scalars keep tangent vectors tangent)."""
-    if scale is None:
-        return v
-    return jax.tree.map(lambda s, t: s * t, scale, v)
+# Pytree arithmetic: add_scale(y, a, x) = y + a·x, scale, sub, div, vdot, where, zeros_like.
+_tree = optax.tree
 
 
 # ---- Riemannian gradient descent with Armijo backtracking ---------------------------------------
@@ -80,7 +46,7 @@ class ArmijoState(NamedTuple):
     evaluations: Array
 
 
-@_solver_dataclass(meta=("max_backtracks", "scale_blocks"))
+@pytree_dataclass(meta=("max_backtracks", "scale_blocks"))
 class RiemannianGradientDescent:
     """Riemannian gradient descent with Armijo backtracking on the retraction curve.
 
@@ -103,7 +69,7 @@ class RiemannianGradientDescent:
 
     Examples:
         >>> import jax, ufm
-        >>> p = ufm.SphericalUFM(3, 2, 3)
+        >>> p = ufm.SphericalUFM(3, 2, 3, ufm.losses.CrossEntropy())
         >>> sol = ufm.solve(p, RiemannianGradientDescent(), p.init(jax.random.key(1)),
         ...                 gtol=1e-10, max_steps=2000)
         >>> sol.status_name
@@ -126,6 +92,7 @@ class RiemannianGradientDescent:
         check_scalar("sufficient_decrease", self.sufficient_decrease, low=0.0, low_open=True,
                      high=1.0, allowed="in (0, 1)")
         check_int("max_backtracks", self.max_backtracks, low=1)
+        check_flag("scale_blocks", self.scale_blocks)
 
     def init(self, problem, params) -> SolverState:
         value, _, rgrad = value_and_riemannian_grad(problem, params)
@@ -137,8 +104,8 @@ class RiemannianGradientDescent:
         manifold = problem.manifold
         f0, g = state.value, state.grad
         direction = manifold.projection(
-            params, _scale(-1.0, _precondition(_block_scale(problem, params, self.scale_blocks), g)))
-        slope = _vdot(g, direction)  # ⟨grad, −S grad⟩ ≤ 0
+            params, _tree.scale(-1.0, precondition(block_scale(problem, params, self.scale_blocks), g)))
+        slope = _tree.vdot(g, direction)  # ⟨grad, −S grad⟩ ≤ 0
         eps = jnp.finfo(f0.dtype).eps
         # Rounding level of F: the CE of logits of size s is a difference of O(s) numbers, so
         # its absolute error does not shrink with F (as pymanopt's ρ regularisation, max(1, |F|)).
@@ -151,7 +118,7 @@ class RiemannianGradientDescent:
         t0 = jnp.where(decidable(grown), grown, jnp.minimum(state.inner.step, self.max_step))
 
         def trial(t):
-            x = manifold.retraction(params, _scale(t, direction))
+            x = manifold.retraction(params, _tree.scale(t, direction))
             return x, problem.value(x)
 
         def accepted(t, f):
@@ -175,10 +142,10 @@ class RiemannianGradientDescent:
         t, x, f, k = jax.lax.while_loop(cond, body, (t0, x0, v0, jnp.asarray(0)))
         ok = accepted(t, f)
         value, _, rgrad = value_and_riemannian_grad(problem, x)
-        new_params = _where(ok, x, params)
+        new_params = _tree.where(ok, x, params)
         new_state = SolverState(
             ArmijoState(jnp.where(ok, t, state.inner.step), state.inner.evaluations + k + 2),
-            jnp.where(ok, value, f0), _where(ok, rgrad, g))
+            jnp.where(ok, value, f0), _tree.where(ok, rgrad, g))
         return new_params, new_state, info(problem, new_params, new_state)
 
 
@@ -232,9 +199,9 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
     Returns:
         (η, Hess η, number of iterations, whether η is on the boundary).
     """
-    eta0 = _zeros(grad)
-    z0 = _precondition(scale, grad)
-    z_r0 = _vdot(z0, grad)
+    eta0 = _tree.zeros_like(grad)
+    z0 = precondition(scale, grad)
+    z_r0 = _tree.vdot(z0, grad)
     norm_r0 = jnp.sqrt(jnp.maximum(z_r0, 0.0))
     target = norm_r0 * jnp.minimum(norm_r0 ** theta, kappa)
     tiny = jnp.finfo(z_r0.dtype).tiny
@@ -244,7 +211,7 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
 
     def body(c: _CG):
         Hd = hess(c.delta)
-        d_Hd = _vdot(c.delta, Hd)
+        d_Hd = _tree.vdot(c.delta, Hd)
         alpha = c.z_r / jnp.where(d_Hd != 0, d_Hd, tiny)
         e_Pe_new = c.e_Pe + 2 * alpha * c.e_Pd + alpha ** 2 * c.d_Pd
         # Nonpositive curvature in the first direction (−S grad): follow it to the boundary
@@ -260,37 +227,37 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
         # Step to the boundary: the positive root of ‖η + τδ‖² = Δ².
         disc = jnp.maximum(c.e_Pd ** 2 + c.d_Pd * (radius ** 2 - c.e_Pe), 0.0)
         tau = (-c.e_Pd + jnp.sqrt(disc)) / jnp.maximum(c.d_Pd, tiny)
-        eta_b, Heta_b = _axpy(tau, c.delta, c.eta), _axpy(tau, Hd, c.Heta)
+        eta_b, Heta_b = _tree.add_scale(c.eta, tau, c.delta), _tree.add_scale(c.Heta, tau, Hd)
         # Interior CG step.
-        eta_i, Heta_i = _axpy(alpha, c.delta, c.eta), _axpy(alpha, Hd, c.Heta)
-        model_i = _vdot(eta_i, grad) + 0.5 * _vdot(eta_i, Heta_i)
+        eta_i, Heta_i = _tree.add_scale(c.eta, alpha, c.delta), _tree.add_scale(c.Heta, alpha, Hd)
+        model_i = _tree.vdot(eta_i, grad) + 0.5 * _tree.vdot(eta_i, Heta_i)
         no_decrease = late_flat | (~to_boundary & (model_i >= c.model))  # keep the previous η
-        r = project(_axpy(alpha, Hd, c.r))
-        z = _precondition(scale, r)
-        z_r = _vdot(z, r)
+        r = project(_tree.add_scale(c.r, alpha, Hd))
+        z = precondition(scale, r)
+        z_r = _tree.vdot(z, r)
         small = (c.j >= 1) & (jnp.sqrt(jnp.maximum(z_r, 0.0)) <= target)
         beta = z_r / jnp.maximum(c.z_r, tiny)
-        delta = project(_axpy(beta, c.delta, _scale(-1.0, z)))
+        delta = project(_tree.sub(_tree.scale(beta, c.delta), z))
         e_Pd = beta * (c.e_Pd + alpha * c.d_Pd)
         d_Pd = z_r + beta ** 2 * c.d_Pd
         interior = ~to_boundary & ~no_decrease
-        eta = _where(to_boundary, eta_b, _where(no_decrease, c.eta, eta_i))
-        Heta = _where(to_boundary, Heta_b, _where(no_decrease, c.Heta, Heta_i))
-        return _CG(c.j + 1, eta, Heta, _where(interior, r, c.r), _where(interior, z, c.z),
-                   jnp.where(interior, z_r, c.z_r), _where(interior, delta, c.delta),
+        eta = _tree.where(to_boundary, eta_b, _tree.where(no_decrease, c.eta, eta_i))
+        Heta = _tree.where(to_boundary, Heta_b, _tree.where(no_decrease, c.Heta, Heta_i))
+        return _CG(c.j + 1, eta, Heta, _tree.where(interior, r, c.r), _tree.where(interior, z, c.z),
+                   jnp.where(interior, z_r, c.z_r), _tree.where(interior, delta, c.delta),
                    jnp.where(interior, e_Pe_new, c.e_Pe), jnp.where(interior, e_Pd, c.e_Pd),
                    jnp.where(interior, d_Pd, c.d_Pd),
                    jnp.where(no_decrease, c.model, jnp.where(to_boundary, c.model, model_i)),
                    rq_max, to_boundary | no_decrease | small, to_boundary)
 
     zero = jnp.zeros((), z_r0.dtype)
-    start = _CG(jnp.asarray(0), eta0, _zeros(grad), grad, z0, z_r0, _scale(-1.0, z0), zero, zero,
+    start = _CG(jnp.asarray(0), eta0, _tree.zeros_like(grad), grad, z0, z_r0, _tree.scale(-1.0, z0), zero, zero,
                 z_r0, zero, zero, norm_r0 == 0, jnp.asarray(False))
     c = jax.lax.while_loop(cond, body, start)
     return c.eta, c.Heta, c.j, c.boundary
 
 
-@_solver_dataclass(meta=("max_inner", "max_rejections", "scale_blocks"))
+@pytree_dataclass(meta=("max_inner", "max_rejections", "scale_blocks"))
 class TrustRegion:
     """Riemannian trust region with truncated CG on Hessian-vector products (Absil, Baker &
     Gallivan 2007): a second-order method with superlinear local convergence (quadratic for
@@ -345,14 +312,15 @@ class TrustRegion:
         check_scalar("curvature_tol", self.curvature_tol, low=0.0, high=1.0, allowed="in [0, 1)")
         check_int("max_inner", self.max_inner, low=1)
         check_int("max_rejections", self.max_rejections, low=1)
+        check_flag("scale_blocks", self.scale_blocks)
 
     def init(self, problem, params) -> SolverState:
         value, _, rgrad = value_and_riemannian_grad(problem, params)
         dtype = value.dtype
         if self.max_radius is None:
-            scale = _block_scale(problem, params, self.scale_blocks)
-            inv = params if scale is None else jax.tree.map(lambda s, t: t / s, scale, params)
-            size = jnp.sqrt(jnp.maximum(_vdot(params, inv), 1.0))
+            scale = block_scale(problem, params, self.scale_blocks)
+            inv = params if scale is None else _tree.div(params, scale)
+            size = jnp.sqrt(jnp.maximum(_tree.vdot(params, inv), 1.0))
             max_radius = math.pi * size
         else:
             max_radius = jnp.asarray(self.max_radius, dtype)
@@ -364,7 +332,7 @@ class TrustRegion:
     def step(self, problem, params, state):
         manifold = problem.manifold
         f0, g = state.value, state.grad
-        scale = _block_scale(problem, params, self.scale_blocks)
+        scale = block_scale(problem, params, self.scale_blocks)
         _, hess = riemannian_hessian_operator(problem, params)
         eps = jnp.finfo(f0.dtype).eps
         rho_reg = jnp.maximum(1.0, jnp.abs(f0)) * eps * 1e3
@@ -378,7 +346,7 @@ class TrustRegion:
                                                   project=project, curvature_tol=self.curvature_tol)
             x = manifold.retraction(params, eta)
             f, _, rg = value_and_riemannian_grad(problem, x)
-            model_decrease = -(_vdot(g, eta) + 0.5 * _vdot(eta, Heta))
+            model_decrease = -(_tree.vdot(g, eta) + 0.5 * _tree.vdot(eta, Heta))
             rho = (f0 - f + rho_reg) / (model_decrease + rho_reg)
             rho = jnp.where(jnp.isfinite(rho) & (model_decrease >= 0), rho, -jnp.inf)
             # Radius update (Absil et al. 2007, Alg. 10).
@@ -400,9 +368,9 @@ class TrustRegion:
         start = (jnp.asarray(0), jnp.asarray(False), state.inner.radius, params, f0, g,
                  jnp.zeros((), dtype), jnp.asarray(0))
         k, ok, radius, x, f, rg, rho, inner_its = jax.lax.while_loop(cond, body, start)
-        new_params = _where(ok, x, params)
+        new_params = _tree.where(ok, x, params)
         new_inner = TrustRegionState(radius, state.inner.max_radius, jnp.where(ok, rho, state.inner.rho),
                                      state.inner.inner_iterations + inner_its,
                                      state.inner.rejections + k - ok.astype(k.dtype))
-        new_state = SolverState(new_inner, jnp.where(ok, f, f0), _where(ok, rg, g))
+        new_state = SolverState(new_inner, jnp.where(ok, f, f0), _tree.where(ok, rg, g))
         return new_params, new_state, info(problem, new_params, new_state)
