@@ -15,13 +15,11 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import optax
 
-from ufm._types import Array, ArrayLike, check_scalar
+from ufm._types import Array, ArrayLike, check_scalar, pytree_dataclass
 
 
 def _is_labels(targets) -> bool:
@@ -46,13 +44,7 @@ def _cross_entropy(outputs: Array, targets: Array) -> Array:
     return optax.softmax_cross_entropy(outputs, targets)
 
 
-def _pytree_dataclass(cls):
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=fields, meta_fields=[])
-
-
-@_pytree_dataclass
+@pytree_dataclass
 class MSE:
     """Squared error ½‖z − y‖² per sample (THEORY.md §0: the fit term is (1/2N)‖WH + b1ᵀ − Y‖²)."""
 
@@ -62,7 +54,7 @@ class MSE:
         return 0.5 * jnp.sum(_residual(outputs, targets) ** 2, axis=-1)
 
 
-@_pytree_dataclass
+@pytree_dataclass
 class CrossEntropy:
     """Softmax cross-entropy logsumexp(z) − z_y (labels), or optax's softmax_cross_entropy (rows)."""
 
@@ -72,7 +64,7 @@ class CrossEntropy:
         return _cross_entropy(outputs, targets)
 
 
-@_pytree_dataclass
+@pytree_dataclass
 class LabelSmoothing:
     """Cross-entropy against smoothed targets (1 − α) y + α/K (optax's smooth_labels).
 
@@ -94,7 +86,7 @@ class LabelSmoothing:
         return optax.softmax_cross_entropy(outputs, optax.smooth_labels(targets, self.alpha))
 
 
-@_pytree_dataclass
+@pytree_dataclass
 class Focal:
     """Softmax focal loss −(1 − p_y)^γ log p_y on the true class (THEORY.md §3).
 
@@ -122,7 +114,7 @@ class Focal:
         return -weight * log_p
 
 
-@_pytree_dataclass
+@pytree_dataclass
 class PickAllLabel:
     """Pick-all-label cross-entropy Σ_{k∈S} CE(z, k) = |S| logsumexp(z) − Σ_{k∈S} z_k (THEORY.md §7).
 
@@ -135,7 +127,7 @@ class PickAllLabel:
         return optax.softmax_cross_entropy(outputs, targets)
 
 
-@_pytree_dataclass
+@pytree_dataclass
 class PickAllLabelNormalised:
     """Pick-all-label loss divided by the label-set size (PAL-N; no closed form in THEORY.md)."""
 

@@ -101,7 +101,7 @@ class LinearClassifier:
         """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss."""
         return UFMParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
 
-    def init(self, key: Array, scale: float = 0.1) -> UFMParams:
+    def init(self, key: Array, scale: float = 0.5) -> UFMParams:
         """Gaussian initialisation with standard deviation ``scale`` (b starts at 0)."""
         kw, kh = jax.random.split(key)
         dtype = default_float()
