@@ -12,7 +12,8 @@ Exit status:
 - 141: standard output was closed (e.g. piped into ``head``).
 
 ``main(argv)`` can be called in-process: the JAX configuration it changes (x64, the compilation
-cache) is restored when it returns.
+cache) is restored when it returns. (``main()`` without ``argv`` is the command itself: on Ctrl-C it
+ends the process at once, as XLA may be compiling on other threads.)
 """
 
 from __future__ import annotations
@@ -207,13 +208,20 @@ def solve_in_chunks(problem, solver, params, *, max_steps: int, gtol: float,
 
     Returns (solution, total steps).
     """
+    import jax
     import numpy as np
 
     import ufm
 
     if progress_every:
         chunk_steps = min(chunk_steps, progress_every)
-    done, sol, state, last_report, calls, resized = 0, None, None, 0, 0, False
+    # Start from an explicit solver state: every chunk then has the same signature (a first call
+    # with state=None would compile a second program, uninterruptibly, once the run is going).
+    # Weak-typed scalars of the fresh state come back strongly typed from the loop: make them
+    # strong now, or the second chunk would compile again.
+    state = jax.tree.map(lambda a: jax.lax.convert_element_type(a, a.dtype),
+                         jax.jit(type(solver).init)(solver, problem, params))
+    done, sol, last_report, calls, resized = 0, None, 0, 0, False
     while done < max_steps:
         steps = min(chunk_steps, max_steps - done)
         start = time.perf_counter()
@@ -375,6 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ufm: interrupted", file=sys.stderr)
+        if argv is None:
+            # The command itself (not an in-process call): XLA may still be compiling on its own
+            # threads, and finalising the interpreter under them can crash. Nothing is left to
+            # save (writes are atomic): leave at once.
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``ufm verify --list | head``): stop quietly; point stdout at
