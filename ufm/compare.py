@@ -9,7 +9,7 @@ one-sided finite differences of ``ufm.metrics.measure`` along the directions the
 take: the Newton step H⁺g (the displacement itself, to first order), the eigenvectors of the
 smallest eigenvalues (where g/μ is attained) and two random complement directions; the bound is
 
-    bound(q) = SAFETY · L(q) · δ  +  ROUNDING · eps · (|q| + L(q) · ‖x‖)
+    bound(q) = SAFETY · L(q) · δ  +  ROUNDING · eps · (|q| + L(q) · ‖x‖)  +  NOISE_SAFETY · ρ(q)
 
 (divided by |q_predicted| for relative quantities). SAFETY = 10 absorbs the second-order
 remainder of the quadratic model and of q along a path of length δ (relative size O(δ), ≪ 1 for
@@ -18,10 +18,13 @@ mostly along the probed low eigenvectors, whose components are the largest (g_i/
 ``tests/test_certify.py`` checks the bound against the true error at perturbed exact minimisers.
 The rounding term counts ROUNDING = 1000 ulps of the quantity's dtype: the parameters are only
 known to eps·‖x‖ (propagated through L) and the quantity itself is computed with sums and
-eigendecompositions; in float32 it is ≈ 1e-4 relative, in float64 ≈ 2e-13.
+eigendecompositions; in float32 it is ≈ 1e-4 relative, in float64 ≈ 2e-13. ρ(q) is the change
+of q when every parameter moves by a few ulps (:func:`rounding_noise`): the rounding of
+quantities that are squares of rounding-level deviations (NC1, NRC1) or residuals of a constraint
+(distance to the sphere), which ``eps·|q|`` would miss.
 
 Zero regime: at W = H = 0 the same certificate gives ‖W‖, ‖H‖ ≤ δ = g/μ with μ the curvature of
-the origin (≥ min(λ_W, λ_H) minus the fit's coupling, THEORY.md §10.1).
+the origin (≥ min(λ_W, λ_H) minus the fit's coupling, docs/theory/ce-family.md).
 
 Degenerate minimiser sets beyond symmetry (zero eigenvalues above the symmetry count, e.g. any
 rank-d projector for bias-free MSE with d < K): the bounds use the smallest eigenvalue above them,
@@ -45,6 +48,7 @@ from ufm.metrics import measure, objective, quantity_kind
 
 SAFETY = 10.0  # factor on the first-order bound (see the module docstring)
 ROUNDING = 1e3  # ulps of rounding allowed per quantity
+NOISE_SAFETY = 10.0  # factor on the measured effect of rounding the parameters (rounding_noise)
 # A quantity "varies along" a zero mode beyond symmetry when its first-order slope there exceeds
 # this fraction of its natural slope (L, or |q|/‖x‖); constant ones show only O(δ + h² + eps/h).
 FLAT_RTOL = 1e-6
@@ -200,15 +204,44 @@ def sensitivities(problem, params, names, directions, step: float, base=None,
     return slopes
 
 
-def _status_row(solution) -> Row | None:
+def rounding_noise(problem, params, names, base=None, *, ulps: float = 4.0, draws: int = 2) -> dict[str, float]:
+    """Largest change of each measured quantity when every parameter is moved by ``ulps`` units
+    in its last place (random signs, in the ambient space): what the point's own rounding does to
+    the quantity. It covers the quantities whose rounding is not ``eps·|q|`` — squares of
+    rounding-level deviations (NC1, NRC1) and constraint residuals (distance to the sphere) — the
+    ``eps·(|q| + L‖x‖)`` term misses."""
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    x = np.asarray(flat)
+    eps = float(np.finfo(x.dtype).eps) if np.issubdtype(x.dtype, np.floating) else 0.0
+    base = measure(problem, params) if base is None else base
+    rng = np.random.default_rng(12345)
+    out = {n: 0.0 for n in names}
+    for _ in range(draws):
+        moved = unravel(jax.numpy.asarray(x * (1 + ulps * eps * rng.choice([-1.0, 1.0], x.size)), x.dtype))
+        with np.errstate(all="ignore"):
+            q = measure(problem, moved)
+        for n in names:
+            d = _diff(q[n], base[n])
+            out[n] = max(out[n], d if math.isfinite(d) else 0.0)
+    return out
+
+
+def _status_row(solution, gtol=None) -> Row | None:
+    """The solver's own verdict. A solve that stopped short of its tolerance (stalled, max_steps)
+    fails, unless the caller gave ``compare`` an explicit ``gtol`` that its gradient norm meets
+    (e.g. minimisers on ReLU kinks, where L-BFGS stalls at ~1e-8): the gradient row then judges."""
     status = getattr(solution, "status", None)
     if status is None:
         return None
     name = solution.status_name
     if isinstance(name, list):
         return Row("status", "converged", str(name), math.inf, 0.0, False, basis="status")
-    return Row("status", "converged", name, 0.0 if name == "converged" else math.inf, 0.0,
-               name == "converged", basis="status")
+    ok = name == "converged"
+    if not ok and name in ("stalled", "max_steps") and gtol is not None:
+        g = float(np.asarray(getattr(solution, "grad_norm", math.inf)))
+        ok = bool(g <= float(gtol))
+    return Row("status", "converged", name, 0.0 if ok else math.inf, 0.0, ok,
+               basis="status" if name == "converged" or not ok else "gtol given")
 
 
 def _grad_row(problem, solution, cert, gtol, eps, params) -> Row:
@@ -278,7 +311,7 @@ def compare(problem, solution, prediction, *, tolerances: dict | None = None,
     params = getattr(solution, "params", solution)
     rows: list[Row] = []
     notes = list(prediction.notes)
-    status = _status_row(solution)
+    status = _status_row(solution, gtol)
     if status is not None:
         rows.append(status)
     missing = []
@@ -344,6 +377,7 @@ def _bounded_rows(problem, params, prediction, measured, names, fixed, cert, eps
     step = min(max(delta if math.isfinite(delta) else 0.0, math.sqrt(eps) * scale_x), 1e-3 * scale_x)
     bounded = [n for n in names if n not in fixed]
     slopes = sensitivities(problem, params, bounded, dirs, step, base=measured) if bounded else {}
+    noise = rounding_noise(problem, params, bounded, base=measured) if bounded else {}
     deg = np.asarray(cert.degenerate_directions)
     deg_slopes = (sensitivities(problem, params, bounded, deg[:, :4], step, base=measured,
                                 central=True) if deg.size and bounded else {})
@@ -359,7 +393,7 @@ def _bounded_rows(problem, params, prediction, measured, names, fixed, cert, eps
                         float(np.linalg.norm(np.asarray(meas, float).ravel())))
         if not math.isfinite(magnitude):
             magnitude = 0.0
-        floor = ROUNDING * eps * (magnitude + L * scale_x)
+        floor = ROUNDING * eps * (magnitude + L * scale_x) + NOISE_SAFETY * noise[n]
         if n == "value":  # each loss term is rounded at eps × its logits' size
             floor += ROUNDING * eps * _output_scale(problem, params)
         bound = (SAFETY * L * delta if mu_known else math.inf) + floor
