@@ -1,4 +1,4 @@
-"""Verification rows for label smoothing and focal loss on the plain UFM (THEORY.md §3, §9).
+"""Verification rows for label smoothing and focal loss on the plain UFM (docs/theory/ce-family.md, docs/theory/conventions.md).
 
 With λ_W = λ_H = λ, τ = √n λ. Label smoothing collapses iff Kτ + α < 1 (so at Kτ < 1 ≤ Kτ + α CE
 collapses while LS is zero); focal loss is zero for Kτ ≥ g_FL = (1−1/K)^γ (1 + γ log K/(K−1))
@@ -24,7 +24,7 @@ def _lam(K: int, n: int, K_tau: float) -> float:
 
 def _multi_start_solve(problem):
     """Best of 12 L-BFGS runs (4 starts at each of 3 init scales): the FL window has non-ETF
-    second-order stationary points and a locally stable origin (THEORY.md §3)."""
+    second-order stationary points and a locally stable origin (docs/theory/ce-family.md)."""
     import jax
 
     from ufm.solvers import LBFGS

@@ -1,4 +1,4 @@
-"""Verification rows for the multi-label UFM under the pick-all-label loss (THEORY.md §7).
+"""Verification rows for the multi-label UFM under the pick-all-label loss (docs/theory/multilabel.md).
 
 Data balanced within each multiplicity ({m: n_m}: every label set of size m occurs n_m times).
 The existence condition is λ_Wλ_H < Σ_m n_m C(K−2, m−1)/N²; for K = 4, {1: 2, 2: 1} (N = 14) the
@@ -12,10 +12,9 @@ from ufm.cases._registry import Case
 
 def _check(problem, solution):
     from ufm.compare import compare
-    from ufm.metrics.multilabel import TOLERANCES
     from ufm.theory import predict
 
-    return compare(problem, solution, predict(problem), tolerances=TOLERANCES)
+    return compare(problem, solution, predict(problem))  # bounds from the certificate
 
 
 def _case(name, K, counts, d, lambda_W, lambda_H, lambda_b=0.0, bias=True, tier="default",
@@ -40,9 +39,9 @@ CASES = [
     # Default tier: four solved rows (two multiplicity sets, both sides of the threshold) and two
     # refusals that cost no solve.
     _case("ml-pal-K4-m12-n21-d4-collapse", 4, {1: 2, 2: 1}, 4, 2e-3, 5e-3, lambda_b=1e-2,
-          tier="quick", description="THEORY.md §7 example: ρ_2 = 1.77816"),
+          tier="quick", description="docs/theory/multilabel.md example: ρ_2 = 1.77816"),
     _case("ml-pal-K5-m123-n111-d5-collapse", 5, {1: 1, 2: 1, 3: 1}, 5, 3e-3, 2e-3, lambda_b=1e-2,
-          description="THEORY.md §7 example: ρ_2 = 1.78175, ρ_3 = 2.48486"),
+          description="docs/theory/multilabel.md example: ρ_2 = 1.78175, ρ_3 = 2.48486"),
     _case("ml-pal-K4-m12-n21-d4-below-threshold", 4, {1: 2, 2: 1}, 4, 0.13, 0.13,
           description="λ_Wλ_H = 0.0169 < 1/49: small non-zero solution, free bias"),
     _case("ml-pal-K4-m12-n21-d4-zero", 4, {1: 2, 2: 1}, 4, 0.16, 0.16, lambda_b=0.1,

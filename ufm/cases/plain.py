@@ -1,4 +1,4 @@
-"""Verification rows for the plain UFM (THEORY.md §1-§3): MSE with and without bias, CE.
+"""Verification rows for the plain UFM (docs/theory/mse.md, ce-family.md): MSE with and without bias, CE.
 
 Every threshold is crossed: with λ_W = λ_H = λ the collapse side is Kτ = K√n λ < 1. Rows that
 differ only in hyperparameters share one compiled program (λ's are array leaves), so the default
