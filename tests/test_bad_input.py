@@ -30,12 +30,6 @@ BAD_SIZES = {"None": None, "str": "3", "bool": True, "float": 2.5, "zero": 0, "n
 
 # (entry, argument, label) of cases that fail today; each names the file at fault (see report).
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("RegressionUFM", "targets", "None"): "ufm/problems/regression.py: targets=None is accepted",
-    ("Product", "components", "None"): "ufm/manifolds.py: Product validates no components",
-    ("Product", "components", "str"): "ufm/manifolds.py: Product validates no components",
-    ("Product", "components", "int"): "ufm/manifolds.py: Product validates no components",
-    ("solve", "max_steps", "huge"): "ufm/solvers/_driver.py: max_steps=10**30 passes check_int and "
-                                    "raises OverflowError inside jit",
 }
 
 

@@ -126,7 +126,7 @@ class Euclidean(Manifold):
 
 @pytree_dataclass
 class Oblique(Manifold):
-    """Matrices [rows, d] whose rows lie on the sphere of radius ``radius`` (THEORY.md §6).
+    """Matrices [rows, d] whose rows lie on the sphere of radius ``radius`` (docs/theory/spherical.md).
 
     Args:
         radius: row norm r > 0 (an array leaf, so radii can be swept under ``vmap``).
@@ -187,6 +187,13 @@ class Product(Manifold):
     """
 
     components: Any
+
+    def __post_init__(self):
+        leaves = jax.tree.leaves(self.components, is_leaf=_is_manifold)
+        bad = [m for m in leaves if not isinstance(m, Manifold)]
+        if not leaves or bad:
+            raise ValueError(f"components must be a pytree of Manifold instances (None where the "
+                             f"parameters have None) with at least one Manifold, got {self.components!r}")
 
     @property
     def is_euclidean(self) -> bool:

@@ -89,7 +89,7 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
     for n, v in zip(names, values):  # validation before tracing, one grid value at a time
         for x in np.unique(np.asarray(v)):
             replace_hyper(problem, n, x)
-    check_int("max_steps", max_steps, low=1)
+    check_int("max_steps", max_steps, low=1, high=2**31 - 1)
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
     size = sizes.pop()
     if params_batched:
@@ -155,7 +155,7 @@ def multi_start(problem, solver, key: jax.Array, num_starts: int,
     if scales.ndim != 1 or scales.size == 0:
         raise ValueError(f"scales must be a number >= 0 or a non-empty 1-D sequence of them, got {scales!r}")
     check_scalar("scales", scales, low=0.0, high=None, allowed=">= 0", shape=None)
-    check_int("max_steps", max_steps, low=1)
+    check_int("max_steps", max_steps, low=1, high=2**31 - 1)
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
     scales = jnp.asarray(scales, dtype=default_float())
     keys = jax.random.split(key, num_starts * scales.shape[0])

@@ -1,4 +1,4 @@
-"""The regression UFM (THEORY.md §8; Andriopoulos et al., NeurIPS 2024) and synthetic targets."""
+"""The regression UFM (docs/theory/regression.md; Andriopoulos et al., NeurIPS 2024) and synthetic targets."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def _validate_targets(targets) -> np.ndarray | None:
     """The targets as a float64 NumPy array, or None for tracers and pytree placeholders."""
     if isinstance(targets, jax.core.Tracer):
         return None
+    if targets is None:
+        raise ValueError("targets must be a 2-D array [N, t] of real numbers, got None")
     if not isinstance(targets, (np.ndarray, jax.Array, list, tuple)):
         # jax.tree_util rebuilds problems with placeholders (object(), None, in_axes ints).
         if isinstance(targets, (numbers.Number, np.generic, str)):
@@ -63,7 +65,7 @@ def _validate_targets(targets) -> np.ndarray | None:
 class RegressionUFM:
     """Regression UFM: F = (1/(2N))‖H Wᵀ + 1bᵀ − Y‖² + (λ_W/2)‖W‖² + (λ_H/2)‖H‖², b free.
 
-    The library normalisation (THEORY.md §0, §8): a mean squared loss ½‖W h_i + b − y_i‖² over the
+    The library normalisation (docs/theory/conventions.md, docs/theory/regression.md): a mean squared loss ½‖W h_i + b − y_i‖² over the
     N samples, the H penalty a sum over samples, an unregularised bias. Andriopoulos et al. write
     (λ_H^P/(2N))‖H‖²: use ``lambda_H = lambda_H^P / N`` (:func:`ufm.theory.regression.lambda_H_from_paper`);
     their c = λ_W λ_H^P is ``c = N λ_H λ_W`` here. Layout: W [t, d], H [N, d], b [t],
@@ -259,7 +261,7 @@ def _predict_regression(problem: RegressionUFM) -> theory.Prediction:
 
 @theory.threshold.register(RegressionUFM)
 def _threshold_regression(problem: RegressionUFM) -> float:
-    """P* = λ_max/N of P = λ_W λ_H: W ≠ 0 iff c = N λ_W λ_H < λ_max (THEORY.md §8)."""
+    """P* = λ_max/N of P = λ_W λ_H: W ≠ 0 iff c = N λ_W λ_H < λ_max (docs/theory/regression.md)."""
     Y = np.asarray(problem.targets, dtype=np.float64)
     return _theory_regression.threshold_product(Y)
 

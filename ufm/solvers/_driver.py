@@ -174,7 +174,7 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         ('converged', True)
     """
     check_contracts(problem, solver)
-    max_steps = check_int("max_steps", max_steps, low=1)
+    max_steps = check_int("max_steps", max_steps, low=1, high=2**31 - 1)  # an int32 counter
     record_every = check_int("record_every", record_every, low=0)
     progress_every = check_int("progress_every", progress_every, low=0)
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
