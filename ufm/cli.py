@@ -266,6 +266,13 @@ def cmd_solve(args) -> int:
     gtol = args.gtol if args.gtol is not None else (1e-6 if args.float32 else 1e-12)
     sol, _ = solve_in_chunks(problem, solver, params, max_steps=args.max_steps, gtol=gtol,
                              chunk_steps=args.chunk_steps, progress_every=args.progress_every)
+    if int(sol.status) == int(ufm.Status.CONVERGED):  # a certified point: escape a saddle if stuck at one
+        from ufm.compare import escape_saddles
+
+        sol, _, escapes = escape_saddles(problem, solver, sol, gtol=gtol, max_steps=args.max_steps,
+                                         restarts=0)
+        if escapes:
+            print(f"escaped {escapes} saddle point(s) along negative curvature")
     print(f"status {sol.status_name}, {int(sol.num_steps)} steps, F = {float(sol.value):.15g}, "
           f"|grad| = {float(sol.grad_norm):.3e}")
     code = EXIT_OK
@@ -279,7 +286,6 @@ def cmd_solve(args) -> int:
             print(f"no closed form: {exc}")
         else:
             report = ufm.compare(problem, sol, prediction)
-            print(f"regime: {prediction.regime}")
             print(report)
             code = EXIT_OK if report.ok else EXIT_FAIL
     if args.out:
