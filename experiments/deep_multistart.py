@@ -1,4 +1,4 @@
-"""How often does a random restart reach the global minimum of a deep UFM? (THEORY.md §4, §10.4)
+"""How often does a random restart reach the global minimum of a deep UFM? (docs/theory/deep.md)
 
 The deep landscapes have spurious minima: the origin is a strict local minimum for L ≥ 2 (§10.2),
 the deep linear model has partial-rank minima f_r (§10.4), the ReLU model more. For each setting

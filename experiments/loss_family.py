@@ -2,7 +2,7 @@
 
 For one plain UFM (K, n, d) with a free bias, sweep λ = λ_W = λ_H and solve, for every λ at once
 (one vmapped, compiled L-BFGS solve per loss family), under MSE, CE, label smoothing (two α) and
-focal loss (two γ). Every minimiser is a simplex ETF (THEORY.md §2-§3); what changes with the loss
+focal loss (two γ). Every minimiser is a simplex ETF (docs/theory/mse.md, ce-family.md); what changes with the loss
 and λ is only its scale: the margin m* (a closed form for MSE/CE/LS, a bracketed root for FL) and
 ‖W‖² = (K−1) m* √(nλ_H/λ_W). The figure sets the theory curves against the solver points and
 shows the Gram matrices W Wᵀ at one λ; the JSON holds every number.

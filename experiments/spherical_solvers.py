@@ -3,7 +3,7 @@
 
 Both solve SphericalUFM(K, n, d) from the same random starts to Riemannian gradient norm ``gtol``
 through ``ufm.solve`` (one compiled loop each) and are compared with the closed form of
-THEORY.md §6. Wall times exclude compilation (each solve is run once to compile, then timed).
+docs/theory/spherical.md. Wall times exclude compilation (each solve is run once to compile, then timed).
 Prints one JSON line.
 
 Usage:

@@ -11,7 +11,7 @@
 # # A tour of the plain UFM
 #
 # Solve the cross-entropy UFM, check its minimiser against the closed form (a simplex ETF with
-# margin log(1/τ − (K−1)), THEORY.md §3), then sweep λ in one compiled call and watch the margin
+# margin log(1/τ − (K−1)), docs/theory/ce-family.md), then sweep λ in one compiled call and watch the margin
 # follow theory down to the collapse-to-zero threshold Kτ = 1.
 
 # %%

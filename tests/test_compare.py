@@ -53,7 +53,7 @@ def test_grad_norm_is_judged_against_the_solution_gtol():
 
 def test_ce_below_k_minus_one_is_not_the_etf():
     """A converged CE point at d = K−2 against the ETF prediction of d = K−1: the ETF value is a
-    strict lower bound that is not attained (THEORY.md §3), and the bounds must say so."""
+    strict lower bound that is not attained (docs/theory/ce-family.md), and the bounds must say so."""
     low = ufm.UFM(4, 2, 2, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
     etf = ufm.theory.predict(ufm.UFM(4, 2, 3, ufm.losses.CrossEntropy(), 5e-3, 5e-3))
     sol = _solve(low, 1e-8)

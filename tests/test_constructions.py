@@ -1,5 +1,5 @@
 """Property test: every exact construction ``pred.construct(seed)`` passes ``ufm.compare`` against
-its own prediction and is stationary, over a grid of configurations per model (THEORY.md §1-§3,
+its own prediction and is stationary, over a grid of configurations per model (docs/theory/mse.md, ce-family.md,
 §7, §8): imbalanced counts, d = K−1, d = K, d > K, d < K, and both sides of every threshold.
 
 Stationarity is judged against the gradient's own scale: with G = ∂(mean loss)/∂(outputs), every
@@ -73,7 +73,7 @@ LS, FL, FL3 = losses.LabelSmoothing(0.2), losses.Focal(2.0), losses.Focal(3.0)
 
 
 def _p_mse(counts):
-    """Bias-free MSE: some s_k = √n_k − N√P > 0 iff P < n_max/N² (THEORY.md §1, T1)."""
+    """Bias-free MSE: some s_k = √n_k − N√P > 0 iff P < n_max/N² (docs/theory/mse.md, T1)."""
     return max(counts) / sum(counts) ** 2
 
 
@@ -126,7 +126,7 @@ PLAIN = [
 
 
 def _fl_local(K, n, gamma):
-    """P at the local FL threshold Kτ = g_FL = (1 − 1/K)^γ (1 + γ log K/(K−1)) (THEORY.md §3)."""
+    """P at the local FL threshold Kτ = g_FL = (1 − 1/K)^γ (1 + γ log K/(K−1)) (docs/theory/ce-family.md)."""
     g = (1 - 1 / K) ** gamma * (1 + gamma * math.log(K) / (K - 1))
     return (g / K) ** 2 / n
 
@@ -149,7 +149,7 @@ def test_focal_small_K_threshold_is_the_local_one(side, regime):
                                            ("global", "collapse"), ("above", "zero")])
 def test_focal_window_at_large_K(where, regime):
     """K = 20, γ = 3, d = K−1: between the local threshold Kτ = g_FL (where the origin becomes a
-    local minimum) and the global one the ETF is still the global minimiser (THEORY.md §3)."""
+    local minimum) and the global one the ETF is still the global minimiser (docs/theory/ce-family.md)."""
     K, n = 20, 1
     local = _fl_local(K, n, 3.0)
     P_star = ufm.theory.threshold(_ufm((n,) * K, K - 1, FL3, local))
@@ -162,7 +162,7 @@ def test_focal_window_at_large_K(where, regime):
 # ---- multi-label PAL ------------------------------------------------------------------------------
 
 def _pal_threshold(K, counts):
-    """Σ_m n_m C(K−2, m−1)/N² with N = Σ_m n_m C(K, m) (THEORY.md §7), written out."""
+    """Σ_m n_m C(K−2, m−1)/N² with N = Σ_m n_m C(K, m) (docs/theory/multilabel.md), written out."""
     N = sum(n * math.comb(K, m) for m, n in counts.items())
     return sum(n * math.comb(K - 2, m - 1) for m, n in counts.items()) / N ** 2
 

@@ -7,7 +7,7 @@
 * the model × loss matrix: every (model, loss, activation, depth) builds, solves a tiny instance
   to a finite converged point, and ``predict`` either returns or refuses with NoClosedForm;
 * ``ufm.theory.threshold``: predict's regime flips across it (the prediction and the threshold
-  are computed by different code), and it matches the closed numbers of THEORY.md §3, §4.1;
+  are computed by different code), and it matches the closed numbers of docs/theory/ce-family.md, docs/theory/deep.md;
 * ``from_config`` is the exact inverse of ``config()``.
 """
 
@@ -28,7 +28,7 @@ STATIONARY = 1e-12  # gradient norm relative to the scale of its two parts
 
 
 def lam_for(kappa, K, n, L):
-    """Common decay λ with κ = K (n λ^{L+1})^{1/(L+1)} (THEORY.md §0)."""
+    """Common decay λ with κ = K (n λ^{L+1})^{1/(L+1)} (docs/theory/conventions.md)."""
     return kappa / (K * n ** (1 / (L + 1)))
 
 
@@ -76,7 +76,7 @@ DEEP_GRID = {
     "ext-relu-K3-wide": lambda: deep_problem(3, 2, (5, 4), "relu", kappa=0.3),
     "ext-relu-K4": lambda: deep_problem(4, 2, (4, 4), "relu", kappa=0.25),
     "ext-relu-K4-above": lambda: deep_problem(4, 2, (5, 5), "relu", kappa=0.45),
-    # L = 1 CE family (THEORY.md §3), d = K−1 and wider, with and without a bias, and past Kτ = 1
+    # L = 1 CE family (docs/theory/ce-family.md), d = K−1 and wider, with and without a bias, and past Kτ = 1
     "ce-L1-dK-1": lambda: deep_problem(4, 2, (3,), lam=1e-2, loss=CrossEntropy()),
     "ce-L1-bias": lambda: deep_problem(4, 2, (5,), lam=1e-2, loss=CrossEntropy(), bias=True),
     "ce-L1-zero": lambda: deep_problem(4, 2, (3,), lam=0.2, loss=CrossEntropy()),
@@ -84,7 +84,7 @@ DEEP_GRID = {
     "fl-L1-bias": lambda: deep_problem(3, 2, (2,), lam=1e-2, loss=Focal(2.0), bias=True),
 }
 
-# Deep CE at L >= 2: no theorem, but the DNC candidate is a critical point (THEORY.md §5).
+# Deep CE at L >= 2: no theorem, but the DNC candidate is a critical point (docs/theory/deep.md).
 CANDIDATES = {
     "ce-L2-candidate": lambda: deep_problem(4, 2, (3, 4), lam=5e-3, loss=CrossEntropy()),
     "ce-L3-candidate": lambda: deep_problem(3, 1, (3, 3, 3), lam=5e-3, loss=CrossEntropy()),
@@ -152,7 +152,7 @@ def test_grid_covers_both_sides_of_every_threshold():
 
 
 def test_imbalanced_prediction_has_per_class_scales():
-    """THEORY.md §4.1, imbalanced: class-k output mean (s_k/√n_k) e_k, with s_k minimising
+    """docs/theory/deep.md, imbalanced: class-k output mean (s_k/√n_k) e_k, with s_k minimising
     ψ_k(s) = (s − √n_k)²/(2N) + ((L+1)/2) ρ s^p on a grid (independent of ufm.theory)."""
     counts, lam, L = (5, 3, 2), 0.02, 2
     pred = ufm.theory.predict(DEEP_GRID["imb-L2-all"]())
@@ -274,7 +274,7 @@ THRESHOLD_CASES = {
 def test_threshold_is_where_predict_turns_zero(name):
     build, below, closed = THRESHOLD_CASES[name]
     P = ufm.theory.threshold(build(1e-2))
-    if closed is not None:  # THEORY.md: L = 1 Kτ = 1 (§1-§3), L = 2 K³nλ³ = 1/16 (§4.1), LS Kτ + α = 1
+    if closed is not None:  # docs/theory/: L = 1 Kτ = 1 (§1-§3), L = 2 K³nλ³ = 1/16 (§4.1), LS Kτ + α = 1
         assert abs(P - closed) <= 1e-12 * closed
     assert ufm.theory.predict(_at_product(build, P * (1 - 1e-6))).regime == below
     assert ufm.theory.predict(_at_product(build, P * (1 + 1e-6))).regime == "zero"

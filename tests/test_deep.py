@@ -1,7 +1,7 @@
-"""Deep UFMs (THEORY.md §4, §5, §10.2, §10.4, §11.8): the problem, its closed forms, per-layer
+"""Deep UFMs (docs/theory/deep.md, docs/theory/metrics.md): the problem, its closed forms, per-layer
 metrics and multi-start solves.
 
-Expected numbers come from THEORY.md or from computations written here independently of
+Expected numbers come from docs/theory/ or from computations written here independently of
 ``ufm.theory.deep`` (grids, ``np.roots``, explicit forward passes)."""
 
 import dataclasses
@@ -24,7 +24,7 @@ SCALES = (0.05, 0.5, 1.0, 2.0)
 
 
 def lam_for(kappa, K, n, L):
-    """Common decay λ with κ = K (n λ^{L+1})^{1/(L+1)} (THEORY.md §0), solved by hand."""
+    """Common decay λ with κ = K (n λ^{L+1})^{1/(L+1)} (docs/theory/conventions.md), solved by hand."""
     return kappa / (K * n ** (1 / (L + 1)))
 
 
@@ -39,7 +39,7 @@ def make(K, n, widths, activation, kappa=None, lam=None, loss=None, bias=False, 
 
 @pytest.mark.parametrize("L, kstar, kmax", [(2, 2 ** (-4 / 3), 3 * 4 ** (-4 / 3)), (3, 0.27217, 0.38490)])
 def test_thresholds_match_theory_numbers(L, kstar, kmax):
-    tol = 1e-15 if L == 2 else 5e-6  # THEORY.md prints L = 3 to 5 digits
+    tol = 1e-15 if L == 2 else 5e-6  # docs/theory/ prints L = 3 to 5 digits
     assert abs(deep.kappa_star(L) - kstar) <= tol
     assert abs(deep.kappa_max(L) - kmax) <= tol
 
@@ -83,7 +83,7 @@ def test_general_polynomial_and_stationarity(L, kappa):
 
 
 def test_depth_one_is_the_plain_ufm():
-    """L = 1 reproduces THEORY.md §1/§2: F* = a − a²/2, and ((K−1)/K)(a − a²/2) with a free bias."""
+    """L = 1 reproduces docs/theory/mse.md/§2: F* = a − a²/2, and ((K−1)/K)(a − a²/2) with a free bias."""
     K, n, lw, lh = 4, 3, 1e-2, 2e-2
     a = K * math.sqrt(n * lw * lh)
     common = dict(counts=[n] * K, widths=(5,), activation="identity", lambda_H=lh, lambdas=[lw])
@@ -97,7 +97,7 @@ def test_depth_one_is_the_plain_ufm():
 
 
 def test_closed_form_grams_follow_theory():
-    """THEORY.md §4.1 formulas written out: θ = (κ/K)σ*^p, W_LW_Lᵀ = (θ/λ_L)I, layer-l Grams."""
+    """docs/theory/deep.md formulas written out: θ = (κ/K)σ*^p, W_LW_Lᵀ = (θ/λ_L)I, layer-l Grams."""
     K, n, L = 3, 2, 3
     lh, lams = 2e-2, [1e-2, 3e-2, 2e-2]
     pred = deep.predict_deep(counts=[n] * K, widths=(4, 5, 4), activation="identity", loss="mse",
@@ -121,7 +121,7 @@ def test_closed_form_grams_follow_theory():
 
 
 def test_imbalanced_minority_collapse():
-    """n_k = (4, 2, 1), L = 2, λ = 0.065 (THEORY.md §4.1): the class with n_k = 1 collapses.
+    """n_k = (4, 2, 1), L = 2, λ = 0.065 (docs/theory/deep.md): the class with n_k = 1 collapses.
 
     Each class is minimised independently on a grid: ψ_k(s) = (s − √n_k)²/(2N) + (3/2)ρ s^{2/3}."""
     counts, lam = [4, 2, 1], 0.065
@@ -138,7 +138,7 @@ def test_imbalanced_minority_collapse():
     assert sig[2] == 0.0 and min(sig[:2]) > 0.5
     assert pred.regime == "partial-rank" and "classes [2] vanish" in " ".join(pred.notes)
     for name in ("equinorm_means_1", "dnc2_means_1", "dnc2_W", "nc3_duality", "dnc3_spread_1"):
-        assert name not in pred.quantities  # not equinorm under imbalance (THEORY.md §4.1)
+        assert name not in pred.quantities  # not equinorm under imbalance (docs/theory/deep.md)
     assert np.allclose(np.diag(pred["output_means"]), sig, atol=1e-5)
     assert pred["output_means"][2, 2] == 0.0
 
@@ -210,7 +210,7 @@ def test_validation(kwargs, match):
 def test_refusals_and_the_collapsed_configuration():
     with pytest.raises(NoClosedForm, match="not optimal"):
         ufm.theory.predict(make(3, 1, (3, 3, 3), "relu", lam=4e-3))
-    for widths in ((3, 3), (3, 3, 3)):  # THEORY.md §5 (corrected): no theorem at any L >= 2
+    for widths in ((3, 3), (3, 3, 3)):  # docs/theory/deep.md (corrected): no theorem at any L >= 2
         with pytest.raises(NoClosedForm, match="no theorem covers deep CE at L >= 2.*dnc_candidate"):
             ufm.theory.predict(make(3, 2, widths, "identity", lam=5e-3, loss=CrossEntropy()))
     with pytest.raises(NoClosedForm, match="bias"):
@@ -232,7 +232,7 @@ def test_refusals_and_the_collapsed_configuration():
 
 @pytest.mark.parametrize("activation, depth", [("identity", 2), ("relu", 3)])
 def test_hessian_at_origin_is_diag_lambda(activation, depth):
-    """THEORY.md §10.2: the fit term is of order ≥ 3 at the origin, so Hess = diag(λ_H, λ_l) ≻ 0."""
+    """docs/theory/deep.md: the fit term is of order ≥ 3 at the origin, so Hess = diag(λ_H, λ_l) ≻ 0."""
     lams = (2e-2, 3e-2, 5e-2)[:depth]
     p = ufm.DeepUFM(2, 2, (3,) * depth, MSE(), lams, 1e-2, bias=False, activation=activation)
     zero = p.zeros()
@@ -367,7 +367,7 @@ def test_best_multistart_matches_closed_form(name):
 
 @pytest.mark.slow
 def test_relu_K3_L4_collapse_is_not_optimal():
-    """THEORY.md §4.2: at K = 3, L = 4, λ = 4e-3, n = 1 a solution ≈ 2% below the DNC value exists."""
+    """docs/theory/deep.md: at K = 3, L = 4, λ = 4e-3, n = 1 a solution ≈ 2% below the DNC value exists."""
     p = make(3, 1, (3, 3, 3, 3), "relu", lam=4e-3)
     dnc = deep.collapsed_configuration(counts=p.counts, widths=p.widths, activation="relu",
                                        loss="mse", lambda_H=4e-3, lambdas=[4e-3] * 4)
@@ -377,7 +377,7 @@ def test_relu_K3_L4_collapse_is_not_optimal():
 
 @pytest.mark.slow
 def test_deep_ce_L2_candidate_is_an_upper_bound_below_the_best_found():
-    """THEORY.md §5 (corrected): K = 6, n = 1, widths (7, 7), λ = 1e-3: converged points lie 6.1%
+    """docs/theory/deep.md (corrected): K = 6, n = 1, widths (7, 7), λ = 1e-3: converged points lie 6.1%
     below F_DNC = 0.0314901443717 (0.0295684731807 with gradient norm 9e-12)."""
     p = make(6, 1, (7, 7), "identity", lam=1e-3, loss=CrossEntropy())
     dnc = p.dnc_candidate()

@@ -1,4 +1,4 @@
-"""Landscape facts (THEORY.md §10.1): the Hessian at the origin of the two-factor models."""
+"""Landscape facts (docs/theory/ce-family.md): the Hessian at the origin of the two-factor models."""
 
 import math
 

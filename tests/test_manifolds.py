@@ -1,4 +1,4 @@
-"""Manifold axioms for Euclidean, Oblique and Product (THEORY.md §6), and Taylor slopes of the
+"""Manifold axioms for Euclidean, Oblique and Product (docs/theory/spherical.md), and Taylor slopes of the
 Riemannian gradient (2) and Hessian (3) along retraction curves."""
 
 import jax

@@ -1,4 +1,4 @@
-"""Plain-UFM closed forms (THEORY.md §1-§3) against formulas written out here, constructions,
+"""Plain-UFM closed forms (docs/theory/mse.md, ce-family.md) against formulas written out here, constructions,
 and stationarity certificates computed independently of the theory code."""
 
 import math

@@ -1,6 +1,6 @@
-"""Regression UFM (THEORY.md §8) and the NRC / deep-NRC metrics (§11.6-§11.7).
+"""Regression UFM (docs/theory/regression.md) and the NRC / deep-NRC metrics (§11.6-§11.7).
 
-Expected values come from THEORY.md's formulas evaluated here on the *prescribed* spectrum of the
+Expected values come from docs/theory/'s formulas evaluated here on the *prescribed* spectrum of the
 synthetic targets (not from the eigen-decomposition the code under test does), from hand-built
 objectives, or from an independent closed form (the NRC3 stationary point).
 """
@@ -36,7 +36,7 @@ def _problem(c, lambda_W=0.1, spectrum=SPECTRUM, N=N, d=D, rotate=False, seed=0)
 
 
 def _expected(spectrum, c, N, lambda_W, lambda_H, d):
-    """THEORY.md §8 on the prescribed spectrum (Σ = diag(spectrum) for rotate=False)."""
+    """docs/theory/regression.md on the prescribed spectrum (Σ = diag(spectrum) for rotate=False)."""
     lam = np.asarray(spectrum, float)
     s = np.maximum(np.sqrt(lam) - math.sqrt(c), 0.0)
     order = np.argsort(-s)
@@ -219,7 +219,7 @@ def test_paper_conversion():
 
 
 def test_paper_objective_equals_library_objective():
-    """THEORY.md §0: with λ_H = λ_H^P/N the paper's objective equals ours (scale αN = 1)."""
+    """docs/theory/conventions.md: with λ_H = λ_H^P/N the paper's objective equals ours (scale αN = 1)."""
     p = _problem(0.1, lambda_W=0.2, rotate=True)
     lam_HP = reg_theory.lambda_H_to_paper(float(p.lambda_H), N)
     rng = np.random.default_rng(5)
@@ -259,7 +259,7 @@ def test_construction_is_the_closed_form(regime):
     assert np.max(np.abs(lW * x["W"].T @ x["W"] - lH * x["H"].T @ x["H"])) < 1e-14
     grad = jax.grad(p.value)(params)
     assert max(float(jnp.max(jnp.abs(g))) for g in grad) < 1e-13
-    # The outputs are ȳ + Σ_j (1 − √(c/λ_j))_+ Ỹ u_j u_jᵀ (THEORY.md §8).
+    # The outputs are ȳ + Σ_j (1 − √(c/λ_j))_+ Ỹ u_j u_jᵀ (docs/theory/regression.md).
     Y = np.asarray(p.targets)
     Yc = Y - Y.mean(axis=0)
     lam, U = np.linalg.eigh(Yc.T @ Yc / N)
@@ -358,7 +358,7 @@ def test_nrc_at_the_exact_minimiser(regime):
         assert r.value <= 1e-10 and abs(r.gamma - c) <= 1e-6 * c
         assert values["dnrc3"] == pytest.approx(1.0, abs=1e-12) and values["dnrc4"] <= 1e-12
     else:
-        # THEORY.md §11.6: W Wᵀ ∝ (Σ^{1/2} − √c I)_+ is not of the form Σ^{1/2} − √γ I for any
+        # docs/theory/metrics.md: W Wᵀ ∝ (Σ^{1/2} − √c I)_+ is not of the form Σ^{1/2} − √γ I for any
         # γ ≤ λ_min once a direction is dropped, so NRC3 stays positive at the exact optimum.
         assert r.value > 1e-3
         assert r.value == pytest.approx(ref_value, rel=1e-9)

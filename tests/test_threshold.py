@@ -1,4 +1,4 @@
-"""``ufm.theory.threshold(problem)``: the critical P* of the decay product P = λ_W λ_H (THEORY.md
+"""``ufm.theory.threshold(problem)``: the critical P* of the decay product P = λ_W λ_H (docs/theory/
 §1-§3, §7, §8), checked against the formula written out here (or an independent numerical
 computation: a dense grid for the focal loss), and against ``predict``: the regime is "zero" at
 P*(1 + 1e-6) and non-zero at P*(1 − 1e-6)."""
@@ -20,7 +20,7 @@ SIDE = 1e-6
 def _focal_global_c(K, gamma):
     """sup_{m>0} (ℓ̂(0) − ℓ̂(m))/m on a dense grid, ℓ̂(m) = q^γ log(1 + (K−1)e^{−m}) with
     q = (K−1)e^{−m}/(1 + (K−1)e^{−m}): the ETF of margin m beats the origin iff (K−1)τ is below it
-    (THEORY.md §3); the m → 0 limit is −ℓ̂′(0) = ((K−1)/K)^γ (1 + γ log K/(K−1))·(K−1)/K."""
+    (docs/theory/ce-family.md); the m → 0 limit is −ℓ̂′(0) = ((K−1)/K)^γ (1 + γ log K/(K−1))·(K−1)/K."""
     m = np.linspace(1e-3, 40.0, 400_001)
     x = np.log(K - 1) - m
     q = 1 / (1 + np.exp(-x))
@@ -74,7 +74,7 @@ def test_ufm_threshold(name, problem, expected):
 
 
 def test_focal_window_threshold_is_above_the_local_one():
-    """K = 50, γ = 2 (THEORY.md §3): Kτ = 1.125 ≥ g_FL, yet the ETF is lower; the threshold is
+    """K = 50, γ = 2 (docs/theory/ce-family.md): Kτ = 1.125 ≥ g_FL, yet the ETF is lower; the threshold is
     the global one."""
     K, gamma = 50, 2.0
     g_fl = (1 - 1 / K) ** gamma * (1 + gamma * math.log(K) / (K - 1))
@@ -132,7 +132,7 @@ def test_threshold_refuses_where_there_is_none():
 
 def test_threshold_does_not_depend_on_d_below_the_etf():
     """CE with d < K−1 has no predict (softmax codes), but the threshold stands: below it the
-    origin is a strict saddle (THEORY.md §10.1: λ_min of the Hessian is negative iff Kτ < 1, any
+    origin is a strict saddle (docs/theory/ce-family.md: λ_min of the Hessian is negative iff Kτ < 1, any
     d), and a solve from a small start leaves it."""
     K, n, d = 6, 2, 2
     problem = UFM(K, n, d, losses.CrossEntropy(), 0.1, 0.1)

@@ -14,12 +14,12 @@ from ufm.problems import (DeepParams, DeepUFM, MultiLabelUFM, RegressionParams, 
 from ufm import solvers
 from ufm.solvers import Solution, Status, solve
 from ufm import metrics, landscape
-from ufm.compare import Report, compare
+from ufm.compare import Report, certified_solve, compare
 from ufm import io, plots, sweep
 
 from ufm._version import __version__
 
 __all__ = ["UFM", "UFMParams", "DeepUFM", "DeepParams", "SphericalUFM", "SphericalParams",
            "MultiLabelUFM", "RegressionUFM", "RegressionParams", "solve", "Solution", "Status",
-           "compare", "Report", "losses", "manifolds", "theory", "solvers", "metrics", "landscape",
+           "compare", "certified_solve", "Report", "losses", "manifolds", "theory", "solvers", "metrics", "landscape",
            "sweep", "io", "plots", "__version__"]

@@ -3,7 +3,7 @@
 For a problem on a manifold the Hessian is the Riemannian one, Hess F(x)[v] =
 ``manifold.euclidean_to_riemannian_hessian(x, ∇F, ∇²F[v], v)`` with v projected onto the tangent
 space. The dense matrix of P∘Hess∘P in ambient coordinates has one extra zero eigenvalue per normal
-direction (K + N of them for the spherical UFM, THEORY.md §10.3): :func:`hessian_eigenvalues`
+direction (K + N of them for the spherical UFM, docs/theory/spherical.md): :func:`hessian_eigenvalues`
 removes them when ``tangent_only=True``.
 
 Every model is invariant under a continuous group (rotations of the feature space, the flat

@@ -46,7 +46,7 @@ def _cross_entropy(outputs: Array, targets: Array) -> Array:
 
 @pytree_dataclass
 class MSE:
-    """Squared error ½‖z − y‖² per sample (THEORY.md §0: the fit term is (1/2N)‖WH + b1ᵀ − Y‖²)."""
+    """Squared error ½‖z − y‖² per sample (docs/theory/conventions.md: the fit term is (1/2N)‖WH + b1ᵀ − Y‖²)."""
 
     name = "mse"
 
@@ -88,7 +88,7 @@ class LabelSmoothing:
 
 @pytree_dataclass
 class Focal:
-    """Softmax focal loss −(1 − p_y)^γ log p_y on the true class (THEORY.md §3).
+    """Softmax focal loss −(1 − p_y)^γ log p_y on the true class (docs/theory/ce-family.md).
 
     Args:
         gamma: focusing parameter, γ ≥ 0; γ = 0 is cross-entropy.
@@ -116,7 +116,7 @@ class Focal:
 
 @pytree_dataclass
 class PickAllLabel:
-    """Pick-all-label cross-entropy Σ_{k∈S} CE(z, k) = |S| logsumexp(z) − Σ_{k∈S} z_k (THEORY.md §7).
+    """Pick-all-label cross-entropy Σ_{k∈S} CE(z, k) = |S| logsumexp(z) − Σ_{k∈S} z_k (docs/theory/multilabel.md).
 
     Targets are multi-hot rows. The sum is *not* divided by |S|: that is :class:`PickAllLabelNormalised`.
     """
@@ -129,7 +129,7 @@ class PickAllLabel:
 
 @pytree_dataclass
 class PickAllLabelNormalised:
-    """Pick-all-label loss divided by the label-set size (PAL-N; no closed form in THEORY.md)."""
+    """Pick-all-label loss divided by the label-set size (PAL-N; no closed form in docs/theory/)."""
 
     name = "pal_normalised"
 

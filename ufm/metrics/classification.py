@@ -1,4 +1,4 @@
-"""Neural-collapse metrics NC1-NC4 (THEORY.md §11), on NumPy or JAX arrays, sample-major.
+"""Neural-collapse metrics NC1-NC4 (docs/theory/metrics.md), on NumPy or JAX arrays, sample-major.
 
 H is [N, d] features, W is [K, d] classifier rows, ``labels`` integer class labels [N]. Every metric
 is 0 at the exact minimiser of the matching model and of order 1e-2 to 1e-1 after a perturbation.

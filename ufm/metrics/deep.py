@@ -1,4 +1,4 @@
-"""Deep neural collapse (DNC) metrics, per layer (THEORY.md §11.8), and ``measure`` for DeepUFM.
+"""Deep neural collapse (DNC) metrics, per layer (docs/theory/metrics.md), and ``measure`` for DeepUFM.
 
 Layer l has input features H_l [N, d_l] (post-activation for l ≥ 2; H_1 is free) and weight
 W_l [d_{l+1}, d_l]. Per layer:
@@ -10,7 +10,7 @@ W_l [d_{l+1}, d_l]. Per layer:
 * DNC3: the singular-value spread (σ_1 − σ_r)/σ_1 of W_l over its top r = K (OF) or K − 1 (ETF)
   singular values, and NC3(a) (self-duality) between W_L and the class means of H_L.
 
-**Layer-1 caveat** (THEORY.md §4.2): in ReLU models the first layer is not determined by the
+**Layer-1 caveat** (docs/theory/deep.md): in ReLU models the first layer is not determined by the
 optimum. The class means of H_1 have equal norms but an arbitrary angle, and W_1 has unequal
 singular values (K = 2 DUFM; the extended UFM has global minima with negative pre-activations
 W_1 H̄_1). So for ReLU models only DNC1 and the norms (equinorm) apply to H_1; DNC2/DNC3 are

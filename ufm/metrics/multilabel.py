@@ -1,8 +1,8 @@
-"""Multi-label neural-collapse metrics (THEORY.md §11.5) and ``measure`` for MultiLabelUFM.
+"""Multi-label neural-collapse metrics (docs/theory/metrics.md) and ``measure`` for MultiLabelUFM.
 
 Every function takes plain arrays (NumPy or JAX; computed in NumPy float64): features H [N, d],
 classifier W [K, d] and the label sets as a multi-hot matrix Y [N, K] (or a sequence of label
-sets together with ``num_classes``). At the exact minimiser of the PAL UFM (THEORY.md §7) every
+sets together with ``num_classes``). At the exact minimiser of the PAL UFM (docs/theory/multilabel.md) every
 metric vanishes, and ρ̂_m equals the tag-wise factor ρ_m = m β_m/β_1.
 
 * ``nc1_single``: NC1 (§11.1) on the samples with one label.
@@ -105,7 +105,7 @@ def _targets_for(W, targets, num_classes):
 
 
 def _nc1(H: np.ndarray, ids: np.ndarray, C: int, rtol: float = 1e-10) -> float:
-    """trace(Sw Sb⁺)/C with Sw over 1/N and Sb of the centred means (THEORY.md §11.1)."""
+    """trace(Sw Sb⁺)/C with Sw over 1/N and Sb of the centred means (docs/theory/metrics.md)."""
     if C < 2:
         raise ValueError("NC1 needs at least two classes (or label sets) with samples; got one")
     counts = np.bincount(ids, minlength=C)
@@ -150,7 +150,7 @@ def nc1_single(H, targets, num_classes: int | None = None) -> float:
 
 
 def nc2_classifier(W) -> float:
-    """ETF distance of W_c W_cᵀ (THEORY.md §11.2) with W_c the centred classifier rows."""
+    """ETF distance of W_c W_cᵀ (docs/theory/metrics.md) with W_c the centred classifier rows."""
     W = _classifier(W)
     Wc = W - W.mean(axis=0, keepdims=True)
     return _etf_distance(Wc @ Wc.T)

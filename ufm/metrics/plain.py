@@ -1,4 +1,4 @@
-"""Invariant quantities of the plain UFM (THEORY.md §1-§3, §11), registered with ``measure``.
+"""Invariant quantities of the plain UFM (docs/theory/mse.md, ce-family.md, metrics.md), registered with ``measure``.
 
 The error kinds of these names are the shared table ``ufm.metrics._registry.KINDS``.
 """

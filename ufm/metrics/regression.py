@@ -1,5 +1,5 @@
 """Neural regression collapse metrics: NRC1-NRC3 (Andriopoulos et al.) and the deep NRC1-4 per layer
-(Rangamani & Unal), THEORY.md §11.6-§11.7.
+(Rangamani & Unal), docs/theory/metrics.md.
 
 Every function takes NumPy or JAX arrays (concrete, not traced), computes in NumPy float64 and
 returns Python floats. Layout is sample-major: features H [N, d], weights W [t, d] (or a layer's
@@ -112,7 +112,7 @@ def nrc1(H, num_directions: int) -> float:
     """NRC1 = mean_i ‖Ĥ[i] − Ĥ[i] V Vᵀ‖²: the features' distance to their top-t principal subspace.
 
     V [d, t] holds the top-t principal directions of the **centred** features (right singular
-    vectors of H − mean(H)); Ĥ[i] = H[i]/‖H[i]‖ are the uncentred rows (THEORY.md §11.6). With
+    vectors of H − mean(H)); Ĥ[i] = H[i]/‖H[i]‖ are the uncentred rows (docs/theory/metrics.md). With
     d ≤ t the subspace is all of ℝ^d and NRC1 = 0 trivially.
 
     Args:
@@ -145,7 +145,7 @@ def nrc2(H, W, rtol: float = 1e-10) -> float:
     """NRC2 = mean_i ‖Ĥ[i] − Ĥ[i] P_W‖²: the features' distance to the row space of W.
 
     P_W = pinv(W) W is the orthogonal projector onto the span of W's rows (right singular
-    vectors with σ > ``rtol``·σ_max); Ĥ are the uncentred unit rows (THEORY.md §11.6).
+    vectors with σ > ``rtol``·σ_max); Ĥ are the uncentred unit rows (docs/theory/metrics.md).
 
     Args:
         H: features [N, d].
@@ -181,14 +181,14 @@ class NRC3Result(NamedTuple):
 
 
 def nrc3(W, targets=None, *, covariance=None) -> NRC3Result:
-    """NRC3 = min_{γ∈[0, λ_min]} ‖WWᵀ/‖WWᵀ‖ − B_γ/‖B_γ‖‖², B_γ = Σ^{1/2} − √γ I (THEORY.md §11.6).
+    """NRC3 = min_{γ∈[0, λ_min]} ‖WWᵀ/‖WWᵀ‖ − B_γ/‖B_γ‖‖², B_γ = Σ^{1/2} − √γ I (docs/theory/metrics.md).
 
     Σ is the **centred** target covariance and Σ^{1/2} its symmetric square root (not Cholesky).
     γ is found by a bounded golden-section search (:func:`ufm.theory.scalar.golden_max`) on
     [0, λ_min], with both end points also tried: along the segment the direction of B_γ moves on a
     great circle, so the objective has at most one interior minimum, or its minimum is at an end.
     At the regression-UFM minimiser with c = Nλ_Hλ_W < λ_min, NRC3 = 0 and γ̂ = c; in the
-    partial-rank regime NRC3 > 0 even at the exact optimum (THEORY.md §11.6).
+    partial-rank regime NRC3 > 0 even at the exact optimum (docs/theory/metrics.md).
 
     Args:
         W: last-layer weights [t, d].
@@ -261,7 +261,7 @@ def _feature_spectrum(H: np.ndarray) -> np.ndarray:
 def dnrc1(H, num_directions: int) -> float:
     """DNRC1 = Σ_{j>t} ν_j / Σ_j ν_j: the share of centred feature variance outside the top t.
 
-    ν are the eigenvalues of the centred covariance Σ_H = H̃ᵀH̃/N (THEORY.md §11.7). NaN when the
+    ν are the eigenvalues of the centred covariance Σ_H = H̃ᵀH̃/N (docs/theory/metrics.md). NaN when the
     centred features are zero.
 
     Examples:
@@ -285,7 +285,7 @@ def dnrc1_squared(H, num_directions: int) -> float:
 
 
 def stable_rank(H) -> float:
-    """Σ_j ν_j² / ν_1² of the centred feature covariance (THEORY.md §11.7). NaN at zero."""
+    """Σ_j ν_j² / ν_1² of the centred feature covariance (docs/theory/metrics.md). NaN at zero."""
     nu = _feature_spectrum(_f64(H, "H", 2))
     return _NAN if nu.size == 0 or nu[0] == 0 else float(np.sum(nu ** 2) / nu[0] ** 2)
 
@@ -294,7 +294,7 @@ def dnrc2(H, targets) -> float:
     """DNRC2 = linear CKA ‖H̃ᵀỸ‖² / (‖H̃ᵀH̃‖ ‖ỸᵀỸ‖) of the centred features and targets.
 
     The full H is used (the reference repository truncates to t columns). At the regression-UFM
-    optimum CKA = Σ_j λ_j s_j / (‖s‖ ‖λ‖) < 1 unless Σ ∝ I (THEORY.md §11.7). NaN when H̃ or Ỹ is 0.
+    optimum CKA = Σ_j λ_j s_j / (‖s‖ ‖λ‖) < 1 unless Σ ∝ I (docs/theory/metrics.md). NaN when H̃ or Ỹ is 0.
 
     Examples:
         >>> Y = np.array([[1.], [-1.], [3.]])
@@ -338,7 +338,7 @@ def dnrc4(H, targets, rtol: float = 1e-3) -> float:
     """DNRC4 = mean((H_l P − Ỹ)²) with P = pinv(H_l, rtol) Ỹ: the linear-probe error.
 
     The uncentred features H_l regress the centred targets Ỹ (no intercept), the pseudo-inverse
-    dropping singular values below ``rtol``·σ_max (THEORY.md §11.7). Compare with the model's own
+    dropping singular values below ``rtol``·σ_max (docs/theory/metrics.md). Compare with the model's own
     MSE. At H = 0 it is mean(Ỹ²) = tr Σ / t (no division).
 
     Examples:
@@ -393,7 +393,7 @@ def _measure_regression(problem: RegressionUFM, params) -> dict:
     Y = np.asarray(problem.targets, dtype=np.float64)
     lW, lH = float(problem.lambda_W), float(problem.lambda_H)
     nW, nH = float(np.sum(W ** 2)), float(np.sum(H ** 2))
-    # λ_W WᵀW = λ_H HᵀH at every stationary point (THEORY.md §0, T1), relative to its size.
+    # λ_W WᵀW = λ_H HᵀH at every stationary point (docs/theory/conventions.md, T1), relative to its size.
     scale = max(lW * nW, lH * nH)
     balance = float(np.linalg.norm(lW * W.T @ W - lH * H.T @ H) / scale) if scale > 0 else 0.0
     r3 = nrc3(W, Y)

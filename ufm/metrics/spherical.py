@@ -1,4 +1,4 @@
-"""Invariant quantities of the spherical UFM (THEORY.md §6, §11): the names of
+"""Invariant quantities of the spherical UFM (docs/theory/spherical.md, docs/theory/metrics.md): the names of
 :func:`ufm.theory.spherical.predict_spherical`, plus ``max_sphere_error``.
 
 ``max_sphere_error`` = max over the rows of W and H of |‖row‖ − r|: 0 on the manifold, and a

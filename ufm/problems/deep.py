@@ -1,9 +1,9 @@
 """Deep unconstrained features models: deep linear, extended (two-layer ReLU) and ReLU DUFM
-(THEORY.md §4, §5).
+(docs/theory/deep.md).
 
 Free features H_1 [N, d_1] are followed by L weight layers W_l [d_{l+1}, d_l] (d_{L+1} = K). In the
 sample-major layout of the code, H_{l+1} = σ(H_l @ W_l.T) for l < L and the outputs are
-H_L @ W_L.T (+ b). The last layer is always linear. THEORY.md writes the same model in the papers'
+H_L @ W_L.T (+ b). The last layer is always linear. docs/theory/deep.md writes the same model in the papers'
 d×N notation, H_{l+1} = σ(W_l H_l).
 """
 
@@ -80,7 +80,7 @@ class DeepUFM(ClassLabels):
     """Deep UFM: F = mean_i ℓ(W_L σ(⋯σ(W_1 h_i)) + b, y_i) + (λ_H/2)‖H_1‖² + Σ_l (λ_l/2)‖W_l‖²
     + (λ_b/2)‖b‖².
 
-    The library normalisation (THEORY.md §0): the loss is a mean over samples, the H_1 penalty a
+    The library normalisation (docs/theory/conventions.md): the loss is a mean over samples, the H_1 penalty a
     sum over samples, every weight matrix has its own λ_l. ``activation="identity"`` is the deep
     linear UFM (Dang et al. 2023); ``"relu"`` is the DUFM (Súkeník et al. 2023), and with two layers
     Tirer & Bruna's extended UFM (see :meth:`extended`). Labels are class-major. Every loss of the
@@ -105,7 +105,7 @@ class DeepUFM(ClassLabels):
         activation: keyword-only, ``"relu"`` (default) or ``"identity"`` between layers (the last
             layer is linear).
 
-    Closed forms: ``ufm.theory.predict(problem)`` (THEORY.md §4-§5; see :mod:`ufm.theory.deep`)
+    Closed forms: ``ufm.theory.predict(problem)`` (docs/theory/deep.md; see :mod:`ufm.theory.deep`)
     refuses with ``NoClosedForm`` where no theorem applies; :meth:`dnc_candidate` gives the
     collapsed configuration there (an upper bound on F*). The landscape has spurious minima for
     L ≥ 2: solve with :func:`ufm.sweep.multi_start` (init scales 0.5-2) and keep the best run.
@@ -168,7 +168,7 @@ class DeepUFM(ClassLabels):
             dim: d_1, the width of the free features H₁.
             dim_hidden: d_2, the width of σ(W₁H₁); W₁ is [d_2, d_1] and W₂ is [K, d_2].
             lambda_W: λ_1 (of W₁) and λ_2 (of W₂) as a pair, or one scalar for both (the paper's
-                λ_{W₁}, λ_{W₂}; same normalisation, THEORY.md §0).
+                λ_{W₁}, λ_{W₂}; same normalisation, docs/theory/conventions.md).
             loss, lambda_H, lambda_b, bias, activation: as in :class:`DeepUFM`.
 
         Examples:
@@ -218,7 +218,7 @@ class DeepUFM(ClassLabels):
 
     @property
     def reference_geometry(self) -> str:
-        """Frame of the DNC metrics (THEORY.md §11.8): 'of' for bias-free MSE, else 'etf'."""
+        """Frame of the DNC metrics (docs/theory/metrics.md): 'of' for bias-free MSE, else 'etf'."""
         return "of" if isinstance(self.loss, MSE) and not self.bias else "etf"
 
     def step_scale(self, params: DeepParams) -> DeepParams:
@@ -230,7 +230,7 @@ class DeepUFM(ClassLabels):
     def init(self, key: Array, scale: float = 0.5) -> DeepParams:
         """Gaussian initialisation with standard deviation ``scale`` for H_1 and every W_l; b = 0.
 
-        For L ≥ 2 the origin is a strict local minimum (THEORY.md §10.2): use scales 0.5-2.
+        For L ≥ 2 the origin is a strict local minimum (docs/theory/deep.md): use scales 0.5-2.
         """
         keys = jax.random.split(key, self.depth + 1)
         dtype = default_float()
@@ -252,7 +252,7 @@ class DeepUFM(ClassLabels):
                           if self.bias else None)
 
     def zeros(self) -> DeepParams:
-        """The origin (b = 0): a strict local minimum for L ≥ 2 (THEORY.md §10.2)."""
+        """The origin (b = 0): a strict local minimum for L ≥ 2 (docs/theory/deep.md)."""
         dtype = default_float()
         return DeepParams(jnp.zeros((self.num_samples, self.widths[0]), dtype),
                           tuple(jnp.zeros(s, dtype) for s in self.shapes),

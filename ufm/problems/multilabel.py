@@ -1,4 +1,4 @@
-"""The multi-label UFM under the pick-all-label loss (THEORY.md §7)."""
+"""The multi-label UFM under the pick-all-label loss (docs/theory/multilabel.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ _SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
 class MultiLabelUFM(LinearClassifier):
     """Multi-label UFM: F = mean_i ℓ(W h_i + b, S_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖² + (λ_b/2)‖b‖².
 
-    ℓ is the pick-all-label loss |S| logsumexp(z) − Σ_{k∈S} z_k (THEORY.md §7) or its normalised
+    ℓ is the pick-all-label loss |S| logsumexp(z) − Σ_{k∈S} z_k (docs/theory/multilabel.md) or its normalised
     variant (divided by |S|). Sample i has the label set ``label_sets[i]``; the H penalty is a sum
     over samples (Zhu et al. 2021 normalisation, identical to Li et al. 2024).
 
@@ -129,7 +129,7 @@ class MultiLabelUFM(LinearClassifier):
 
     @property
     def reference_geometry(self) -> str:
-        """Frame of the NC metrics (THEORY.md §11): the simplex ETF."""
+        """Frame of the NC metrics (docs/theory/metrics.md): the simplex ETF."""
         return "etf"
 
     def config(self) -> dict:
@@ -148,11 +148,11 @@ class MultiLabelUFM(LinearClassifier):
 def _predict_multilabel(problem: MultiLabelUFM) -> theory.Prediction:
     if isinstance(problem.loss, PickAllLabelNormalised):
         raise theory.NoClosedForm("the normalised pick-all-label loss (PAL-N, divided by |S|) is "
-                                  "not covered by THEORY.md §7")
+                                  "not covered by docs/theory/multilabel.md")
     counts = problem.counts_by_size
     if counts is None:
         raise theory.NoClosedForm("the label sets are not balanced within each multiplicity (every "
-                                  "set of size m occurring n_m times): no closed form in THEORY.md §7")
+                                  "set of size m occurring n_m times): no closed form in docs/theory/multilabel.md")
     return theory.multilabel.pal_ufm(
         problem.num_classes, counts, problem.dim, float(problem.lambda_W), float(problem.lambda_H),
         float(problem.lambda_b), problem.bias, label_sets=problem.label_sets)
@@ -163,9 +163,9 @@ def _threshold_multilabel(problem: MultiLabelUFM) -> float:
     """P* = Σ_m n_m C(K−2, m−1)/N² of P = λ_W λ_H (:func:`ufm.theory.multilabel.pal_threshold`)."""
     if isinstance(problem.loss, PickAllLabelNormalised):
         raise theory.NoClosedForm("the normalised pick-all-label loss (PAL-N, divided by |S|) has no "
-                                  "threshold in THEORY.md §7")
+                                  "threshold in docs/theory/multilabel.md")
     counts = problem.counts_by_size
     if counts is None:
         raise theory.NoClosedForm("the label sets are not balanced within each multiplicity: no "
-                                  "threshold in THEORY.md §7")
+                                  "threshold in docs/theory/multilabel.md")
     return theory.multilabel.pal_threshold(problem.num_classes, counts)

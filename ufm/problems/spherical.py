@@ -1,5 +1,5 @@
 """The spherical UFM: classifier rows and features on spheres, logits divided by a temperature
-(THEORY.md §6; Yaras et al., NeurIPS 2022)."""
+(docs/theory/spherical.md; Yaras et al., NeurIPS 2022)."""
 
 from __future__ import annotations
 
@@ -112,12 +112,12 @@ class SphericalUFM(ClassLabels):
 
     @property
     def reference_geometry(self) -> str:
-        """Frame of the NC metrics (THEORY.md §11): the simplex ETF."""
+        """Frame of the NC metrics (docs/theory/metrics.md): the simplex ETF."""
         return "etf"
 
     def step_scale(self, params: SphericalParams) -> SphericalParams:
         """Per-block step multipliers: N on H, whose gradient carries the 1/N of the mean loss
-        (THEORY.md §6: a constant rescaling of the metric)."""
+        (docs/theory/spherical.md: a constant rescaling of the metric)."""
         return SphericalParams(1.0, float(self.num_samples), None if params.b is None else 1.0)
 
     # ---- parameters ------------------------------------------------------------------------
@@ -165,10 +165,10 @@ class SphericalUFM(ClassLabels):
 def _predict_spherical(problem: SphericalUFM) -> theory.Prediction:
     if problem.loss.name != "ce":
         raise theory.NoClosedForm(
-            f"spherical UFM with loss {problem.loss.name!r}: no theorem; THEORY.md §6 (Yaras et al. "
+            f"spherical UFM with loss {problem.loss.name!r}: no theorem; docs/theory/spherical.md (Yaras et al. "
             "2022) covers cross-entropy only")
     if not problem.balanced:
-        raise theory.NoClosedForm("spherical UFM with imbalanced classes: no closed form in THEORY.md §6")
+        raise theory.NoClosedForm("spherical UFM with imbalanced classes: no closed form in docs/theory/spherical.md")
     return theory.spherical.predict_spherical(
         num_classes=problem.num_classes, num_per_class=problem.num_per_class, dim=problem.dim,
         radius_W=float(problem.radius_W), radius_H=float(problem.radius_H),
@@ -178,6 +178,6 @@ def _predict_spherical(problem: SphericalUFM) -> theory.Prediction:
 @theory.threshold.register(SphericalUFM)
 def _threshold_spherical(problem: SphericalUFM) -> float:
     """Always ``NoClosedForm``: the spherical UFM has no weight decay, hence no threshold (its
-    minimiser is the ETF at every inverse temperature s > 0, THEORY.md §6)."""
+    minimiser is the ETF at every inverse temperature s > 0, docs/theory/spherical.md)."""
     raise theory.NoClosedForm("the spherical UFM has no weight decay and no threshold: the "
                               "minimiser is a simplex ETF at every inverse temperature s > 0")

@@ -1,4 +1,4 @@
-"""The plain unconstrained features model (THEORY.md §1-§3)."""
+"""The plain unconstrained features model (docs/theory/mse.md, ce-family.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class UFM(ClassLabels, LinearClassifier):
     """Plain UFM: F = mean_i ℓ(W h_i + b, y_i) + (λ_W/2)‖W‖² + (λ_H/2)‖H‖² + (λ_b/2)‖b‖².
 
     Labels are class-major (``repeat(arange(K), n_k)``); the H penalty is a sum over samples
-    (Zhu et al. 2021 normalisation, THEORY.md §0).
+    (Zhu et al. 2021 normalisation, docs/theory/conventions.md).
 
     Args:
         num_classes: K ≥ 2.
@@ -76,7 +76,7 @@ class UFM(ClassLabels, LinearClassifier):
 
     @property
     def reference_geometry(self) -> str:
-        """Frame of the NC metrics (THEORY.md §11): 'of' for bias-free MSE, else 'etf'."""
+        """Frame of the NC metrics (docs/theory/metrics.md): 'of' for bias-free MSE, else 'etf'."""
         return "of" if isinstance(self.loss, MSE) and not self.bias else "etf"
 
     def config(self) -> dict:

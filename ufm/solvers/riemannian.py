@@ -1,6 +1,6 @@
 """Riemannian solvers with globalisation: gradient descent with Armijo backtracking along the
 retraction curve, and a trust-region method with truncated CG (Steihaug–Toint) on Hessian-vector
-products (THEORY.md §6). Both run one driver step per outer iteration of :func:`ufm.solve`.
+products (docs/theory/spherical.md). Both run one driver step per outer iteration of :func:`ufm.solve`.
 
 Both work on any problem with a ``manifold`` (Euclidean problems included). With
 ``scale_blocks`` the metric is rescaled block by block with ``problem.step_scale`` (N on H for the

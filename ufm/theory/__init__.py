@@ -1,4 +1,4 @@
-"""Closed-form predictions (THEORY.md). Numbers in, numbers and arrays out; never a solver.
+"""Closed-form predictions (docs/theory/). Numbers in, numbers and arrays out; never a solver.
 
 ``predict(problem)`` is a single-dispatch function: each problem class registers how it maps its
 fields onto the numeric closed forms (the registration lives beside the problem class, so this

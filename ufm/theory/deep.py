@@ -1,10 +1,10 @@
 """Closed forms for deep UFMs: deep linear MSE, the extended (two-layer ReLU) UFM, the ReLU DUFM
-and the deep CE DNC candidate (THEORY.md §4, §5, §9, §10.4).
+and the deep CE DNC candidate (docs/theory/deep.md, docs/theory/conventions.md).
 
 Convention:
     The library objective: F = mean_i ℓ(W_L σ(⋯σ(W_1 h_i)) + b, y_i) + (λ_H/2)‖H_1‖²
     + Σ_l (λ_l/2)‖W_l‖², the H_1 penalty a sum over samples. Súkeník et al., Dang et al., Garrod &
-    Keating and Tirer & Bruna use the same normalisation (THEORY.md §0). Code layout is
+    Keating and Tirer & Bruna use the same normalisation (docs/theory/conventions.md). Code layout is
     sample-major: the class means of layer l are M_l [K, d_l] (the paper's H̄_lᵀ), W_l is
     [d_{l+1}, d_l] in both layouts, and every K×K Gram below is a class-space matrix
     (``M_l @ M_l.T``, ``W_L @ W_L.T``, ``W_L @ M_L.T``).
@@ -12,7 +12,7 @@ Convention:
     With L weight matrices, τ_L = (n λ_H Π λ_l)^{1/(L+1)}, κ = K τ_L and p = 2/(L+1). Each singular
     value of the class-mean output solves the scalar problem
     ψ(σ) = (1 − σ)²/2 + ((L+1)/2) κ σ^p, whose global minimiser σ* is found by the bracketing of
-    THEORY.md §9; θ = (κ/K) σ*^p sets every scale (λ_l‖W_l‖² = λ_H‖H_1‖² = rθ).
+    docs/theory/conventions.md; θ = (κ/K) σ*^p sets every scale (λ_l‖W_l‖² = λ_H‖H_1‖² = rθ).
 
 Which problems have a prediction (``predict_deep``):
     * identity, MSE, bias-free (any counts: Dang et al.'s general orthogonal frame when
@@ -20,9 +20,9 @@ Which problems have a prediction (``predict_deep``):
     * ReLU, MSE, bias-free, balanced, with K = 2 (any L; Súkeník et al. 2023) or L = 2 (any K;
       the extended UFM, derived); L = 1 has no activation and is the linear case;
     * L = 1 with CE, LS or FL (balanced, d_1 ≥ K−1, with or without a bias): the CE-family UFM of
-      THEORY.md §3.
+      docs/theory/ce-family.md.
     Everything else raises :class:`NoClosedForm` naming why: deep CE at L ≥ 2 (no theorem; DNC is
-    not optimal at L = 2 for K ≥ 5, nor at any L ≥ 3, THEORY.md §5), deep LS/FL at L ≥ 2, ReLU
+    not optimal at L = 2 for K ≥ 5, nor at any L ≥ 3, docs/theory/deep.md), deep LS/FL at L ≥ 2, ReLU
     with K ≥ 3 and L ≥ 3, ReLU with a bias or imbalanced classes. :func:`collapsed_configuration`
     returns the DNC value and structure (an upper bound on F*) with the note :data:`NOT_GLOBAL`.
     :func:`threshold_deep` gives the critical decay product P* = λ_H Π λ_l where a theorem does.
@@ -49,7 +49,7 @@ from ufm.theory.frames import centering, random_orthonormal
 from ufm.theory.scalar import argmin_zero_or_root, bisect_decreasing
 
 # ---------------------------------------------------------------------------------------------
-# The deep-linear scalar problem ψ (THEORY.md §4.1, §9)
+# The deep-linear scalar problem ψ (docs/theory/deep.md, docs/theory/conventions.md)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -60,7 +60,7 @@ def _check_depth(L) -> int:
 
 
 def tau_L(n: float, lambda_H: float, lambdas: Sequence[float]) -> float:
-    """τ_L = (n λ_H Π_l λ_l)^{1/(L+1)} (THEORY.md §0); τ_1 = τ of the plain UFM."""
+    """τ_L = (n λ_H Π_l λ_l)^{1/(L+1)} (docs/theory/conventions.md); τ_1 = τ of the plain UFM."""
     lambdas = [float(x) for x in lambdas]
     L = len(lambdas)
     return float(np.exp((math.log(n) + math.log(lambda_H) + sum(map(math.log, lambdas))) / (L + 1)))
@@ -83,7 +83,7 @@ def psi(sigma: float, kappa: float, L: int) -> float:
 
 
 def h(sigma: float, L: int) -> float:
-    """h(σ) = σ^{1−p}(1 − σ): ψ'(σ) = σ^{p−1}(κ − h(σ)) (THEORY.md §9)."""
+    """h(σ) = σ^{1−p}(1 − σ): ψ'(σ) = σ^{p−1}(κ − h(σ)) (docs/theory/conventions.md)."""
     p = 2.0 / (L + 1)
     return sigma ** (1.0 - p) * (1.0 - sigma)
 
@@ -134,7 +134,7 @@ def sigma_local(kappa: float, L: int) -> float:
 
 
 def sigma_star(kappa: float, L: int) -> float:
-    """Global minimiser σ* of ψ on [0, ∞) by the bracketing of THEORY.md §9 (0 or the larger root).
+    """Global minimiser σ* of ψ on [0, ∞) by the bracketing of docs/theory/conventions.md (0 or the larger root).
 
     Examples:
         >>> sigma_star(0.5, 1)
@@ -172,7 +172,7 @@ def quartic_sigma(kappa: float) -> float:
 
 def partial_rank_values(kappa: float, L: int, K: int, bias: bool = False) -> np.ndarray:
     """Critical values f_r = (r ψ(σ_loc) + (R − r)/2)/K, r = 0…R, of the balanced deep-linear MSE
-    problem (THEORY.md §10.4; R = K bias-free, K−1 with a free bias). Without a nonzero local
+    problem (docs/theory/deep.md; R = K bias-free, K−1 with a free bias). Without a nonzero local
     minimum only f_0 = R/(2K) remains.
     """
     R = K - 1 if bias else K
@@ -183,7 +183,7 @@ def partial_rank_values(kappa: float, L: int, K: int, bias: bool = False) -> np.
 
 
 # ---------------------------------------------------------------------------------------------
-# Deep CE (THEORY.md §5)
+# Deep CE (docs/theory/deep.md)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -202,7 +202,7 @@ def ce_g(m: float, K: int, tau: float, L: int) -> float:
 
 
 def ce_margin(K: int, tau: float, L: int) -> float:
-    """Global minimiser m* ≥ 0 of g (THEORY.md §9 row "deep CE"); g'(m) = m^{p−1}((K−1)τ_L − h(m))
+    """Global minimiser m* ≥ 0 of g (docs/theory/conventions.md row "deep CE"); g'(m) = m^{p−1}((K−1)τ_L − h(m))
     with h(m) = q(m) m^{1−p}, q = sigmoid(log(K−1) − m)."""
     L = _check_depth(L)
     p = 2.0 / (L + 1)
@@ -235,7 +235,7 @@ def _spectrum(values, length) -> np.ndarray:
 
 def _assemble(*, counts, widths, lambda_H, lambdas, V, theta, nvec, bias_vec, value, regime,
               geometry, activation, notes=(), scalars=None, output_offset=None) -> Prediction:
-    """Prediction for the balanced-factor construction of THEORY.md §4.1.
+    """Prediction for the balanced-factor construction of docs/theory/deep.md.
 
     Directions j = 1…r are the columns of V [K, r] (class space) with scale θ_j and sample count
     n_j: M_1 = V diag(√(θ/(nλ_H))) O_1ᵀ, W_l = O_{l+1} diag(√(θ/λ_l)) O_lᵀ, W_L = V diag(√(θ/λ_L)) O_Lᵀ.
@@ -267,7 +267,7 @@ def _assemble(*, counts, widths, lambda_H, lambdas, V, theta, nvec, bias_vec, va
     q["output_means"] = gram(out_scale) + offset
     for l in range(L):
         if l == 0 and relu:
-            # First-layer caveat (THEORY.md §4.2): only DNC1 and the norms are determined.
+            # First-layer caveat (docs/theory/deep.md): only DNC1 and the norms are determined.
             q["means_norms_sq_1"] = np.diag(gram(c[0] ** 2))
             continue
         q[f"gram_means_{l + 1}"] = gram(c[l] ** 2)
@@ -294,7 +294,7 @@ def _assemble(*, counts, widths, lambda_H, lambdas, V, theta, nvec, bias_vec, va
     def build(rng):
         O = []
         for l in range(L):
-            if relu and l >= 1:  # O_l = [I; 0]: every pre-activation is ≥ 0 (THEORY.md §4.1)
+            if relu and l >= 1:  # O_l = [I; 0]: every pre-activation is ≥ 0 (docs/theory/deep.md)
                 O.append(np.eye(dims[l])[:, :r])
             else:
                 O.append(random_orthonormal(dims[l], r, rng))
@@ -314,20 +314,20 @@ def _assemble(*, counts, widths, lambda_H, lambdas, V, theta, nvec, bias_vec, va
 def _require_widths(widths, r, what):
     if r > 0 and min(widths) < r:
         raise NoClosedForm(f"{what} needs every width d_l >= {r} (the output rank); got widths="
-                           f"{tuple(widths)} (narrow layers are not covered by THEORY.md §4.1)")
+                           f"{tuple(widths)} (narrow layers are not covered by docs/theory/deep.md)")
 
 
 def deep_linear_mse(counts: Sequence[int], widths: Sequence[int], lambda_H: float,
                     lambdas: Sequence[float], bias: bool = False, activation: str = "identity"
                     ) -> Prediction:
-    """Deep linear MSE UFM (THEORY.md §4.1), bias-free (any counts) or with a free bias (balanced).
+    """Deep linear MSE UFM (docs/theory/deep.md), bias-free (any counts) or with a free bias (balanced).
 
     Balanced: F* = ψ(σ*) bias-free (r = K output directions, an OF at every layer) and
     ((K−1)/K) ψ(σ*) with a free bias (r = K−1, b = 1/K, an ETF). Imbalanced (bias-free): class k solves
     ψ_k(s) = (s − √n_k)²/(2N) + ((L+1)/2) ρ s^p, ρ = (λ_H Π λ_l)^{1/(L+1)}, i.e. ψ with
     κ_k = N ρ n_k^{−L/(L+1)} scaled by n_k/N; a minority class collapses to 0 when ψ_k prefers
     s = 0. ``activation="relu"`` builds the nonnegative construction (same value) and leaves out
-    the first-layer Gram and spectrum (THEORY.md §4.2 caveat); use it only where §4.2 says the
+    the first-layer Gram and spectrum (docs/theory/deep.md caveat); use it only where §4.2 says the
     linear value is the ReLU optimum.
 
     Examples:
@@ -344,7 +344,7 @@ def deep_linear_mse(counts: Sequence[int], widths: Sequence[int], lambda_H: floa
     notes = []
     if bias:
         if not balanced:
-            raise NoClosedForm("deep MSE with a bias and imbalanced classes: not covered by THEORY.md §4")
+            raise NoClosedForm("deep MSE with a bias and imbalanced classes: not covered by docs/theory/deep.md")
         n = int(counts[0])
         k = kappa(K, n, lambda_H, lambdas)
         s = sigma_star(k, L)
@@ -393,11 +393,11 @@ def deep_linear_mse(counts: Sequence[int], widths: Sequence[int], lambda_H: floa
 
 def deep_ce(counts: Sequence[int], widths: Sequence[int], lambda_H: float,
             lambdas: Sequence[float]) -> Prediction:
-    """Deep CE DNC candidate (THEORY.md §5): class-mean logits m*(e_k − 1/K), F = g(m*).
+    """Deep CE DNC candidate (docs/theory/deep.md): class-mean logits m*(e_k − 1/K), F = g(m*).
 
     Each factor has K−1 equal singular values; θ = τ_L m*^p, W_L W_Lᵀ = (θ/λ_L) C_K,
     M_1 M_1ᵀ = (θ/(nλ_H)) C_K. At L = 1 this is the CE UFM minimiser (Zhu et al. 2021); at L ≥ 2
-    it is only a critical point and an upper bound on F* (THEORY.md §5: lower points exist at
+    it is only a critical point and an upper bound on F* (docs/theory/deep.md: lower points exist at
     L = 2 for K ≥ 5, and at every L ≥ 3): :func:`predict_deep` refuses there.
     """
     return _ce_family(counts, widths, lambda_H, lambdas, "ce")
@@ -406,11 +406,11 @@ def deep_ce(counts: Sequence[int], widths: Sequence[int], lambda_H: float,
 def _ce_family(counts, widths, lambda_H, lambdas, loss, alpha=0.0, gamma=0.0, bias=False,
                lambda_b=0.0) -> Prediction:
     """The collapsed CE-family configuration: CE at any depth (the DNC candidate), LS and FL at
-    L = 1 (THEORY.md §3 through the margins of :mod:`ufm.theory.plain`)."""
+    L = 1 (docs/theory/ce-family.md through the margins of :mod:`ufm.theory.plain`)."""
     counts = np.asarray(counts, int)
     K, L = len(counts), len(widths)
     if not np.all(counts == counts[0]):
-        raise NoClosedForm(f"deep {loss.upper()} with imbalanced classes: not covered by THEORY.md §3/§5")
+        raise NoClosedForm(f"deep {loss.upper()} with imbalanced classes: not covered by docs/theory/ce-family.md/§5")
     n = int(counts[0])
     t = tau_L(n, lambda_H, lambdas)
     if loss == "ce":
@@ -429,7 +429,7 @@ def _ce_family(counts, widths, lambda_H, lambdas, loss, alpha=0.0, gamma=0.0, bi
     V = evecs[:, evals > 0.5]
     _require_widths(widths, K - 1 if m > 0 else 0, f"deep {loss.upper()}")
     notes, bias_vec, flat = [], None, False
-    if bias:  # b = 0 is optimal (THEORY.md §3); with λ_b = 0, mean(b) is a flat direction
+    if bias:  # b = 0 is optimal (docs/theory/ce-family.md); with λ_b = 0, mean(b) is a flat direction
         bias_vec = np.zeros(K)
         flat = lambda_b == 0.0
         if flat:
@@ -456,14 +456,14 @@ def collapsed_configuration(*, counts: Sequence[int], widths: Sequence[int], act
     """The deep-neural-collapse configuration and its value, whether or not it is the optimum.
 
     For MSE this is the deep-linear minimiser (with ReLU, its nonnegative construction, an upper
-    bound on the ReLU optimum, THEORY.md §4.2); for CE the DNC candidate of §5 (bias-free). Use it
+    bound on the ReLU optimum, docs/theory/deep.md); for CE the DNC candidate of §5 (bias-free). Use it
     where :func:`predict_deep` refuses because no theorem says collapse is optimal (deep CE at
     L ≥ 2, ReLU with K ≥ 3 and L ≥ 3): the regime is that of the configuration, the note
     :data:`NOT_GLOBAL` says that a solver may legitimately find lower values.
     """
     if loss == "ce":
         if bias:
-            raise NoClosedForm("deep CE DNC candidate with a bias: THEORY.md §5 is bias-free")
+            raise NoClosedForm("deep CE DNC candidate with a bias: docs/theory/deep.md is bias-free")
         pred = deep_ce(counts, widths, lambda_H, lambdas)
     elif loss == "mse":
         if activation == "relu" and bias and len(widths) >= 2:
@@ -471,7 +471,7 @@ def collapsed_configuration(*, counts: Sequence[int], widths: Sequence[int], act
                                "(its class means span 1^⊥)")
         if bias and lambda_b != 0.0:
             raise NoClosedForm("deep MSE with a regularised bias (lambda_b > 0): only the free bias "
-                               "is covered (THEORY.md §4.1)")
+                               "is covered (docs/theory/deep.md)")
         pred = deep_linear_mse(counts, widths, lambda_H, lambdas, bias=bias, activation=activation)
     else:
         raise NoClosedForm(f"no deep collapsed configuration for loss {loss!r} (MSE and CE only)")
@@ -490,28 +490,28 @@ def _refusal(*, counts, widths, activation, loss, lambda_H, lambdas, bias, lambd
     if loss in ("ce", "ls", "fl"):
         if L == 1:
             return None if balanced else (f"{loss.upper()} with imbalanced classes: no closed form "
-                                          "in THEORY.md (minority collapse is open)")
+                                          "in docs/theory/ (minority collapse is open)")
         if loss == "ce":
             return CE_REFUSAL + (" (and none at all with ReLU or a bias)" if relu or bias else "")
         return (f"deep {'label smoothing' if loss == 'ls' else 'focal loss'} at L={L} >= 2: no "
-                "theorem (THEORY.md §3 covers L = 1 only)")
+                "theorem (docs/theory/ce-family.md covers L = 1 only)")
     if loss != "mse":
         return f"no deep closed form for loss {loss!r}"
     if bias and lambda_b != 0.0:
         return ("deep UFM with a regularised bias (lambda_b > 0): only the free bias is covered "
-                "(THEORY.md §4.1)")
+                "(docs/theory/deep.md)")
     if bias and not balanced:
-        return "deep MSE with a bias and imbalanced classes: not covered by THEORY.md §4"
+        return "deep MSE with a bias and imbalanced classes: not covered by docs/theory/deep.md"
     if not relu:
         return None
     if bias:
-        return "ReLU deep UFM with a bias: not covered by THEORY.md §4.2"
+        return "ReLU deep UFM with a bias: not covered by docs/theory/deep.md"
     if not balanced:
-        return ("ReLU deep UFM with imbalanced classes: not covered by THEORY.md §4.2 (the linear "
+        return ("ReLU deep UFM with imbalanced classes: not covered by docs/theory/deep.md (the linear "
                 "value is only an upper bound)")
     if K >= 3 and L >= 3:
         return (f"ReLU deep UFM with K={K} >= 3 and L={L} >= 3: deep neural collapse is not optimal "
-                "in general (low-rank solutions are lower; Súkeník et al. 2024, THEORY.md §4.2); "
+                "in general (low-rank solutions are lower; Súkeník et al. 2024, docs/theory/deep.md); "
                 "the DNC value is an upper bound: see dnc_candidate()")
     if min(widths) < K:
         return (f"ReLU deep UFM with widths {tuple(widths)} < K={K}: the nonnegative construction "
@@ -540,7 +540,7 @@ def predict_deep(*, counts: Sequence[int], widths: Sequence[int], activation: st
     if not (activation == "relu" and L >= 2):
         return deep_linear_mse(counts, widths, lambda_H, lambdas, bias=bias)
     pred = deep_linear_mse(counts, widths, lambda_H, lambdas, bias=False, activation="relu")
-    src = "K = 2: Súkeník et al. 2023" if K == 2 else "extended UFM, L = 2: derived, THEORY.md §4.2"
+    src = "K = 2: Súkeník et al. 2023" if K == 2 else "extended UFM, L = 2: derived, docs/theory/deep.md"
     return dataclasses.replace(pred, notes=pred.notes + (
         f"ReLU optimum = deep-linear value ({src}); the first layer is determined only up to its "
         "norms and NC1",))
@@ -551,7 +551,7 @@ def threshold_deep(*, counts: Sequence[int], widths: Sequence[int], activation: 
                    lambda_b: float = 0.0, alpha: float = 0.0, gamma: float = 0.0,
                    focal_threshold=None) -> float:
     """The critical decay product P* of P = λ_H Π_l λ_l: the global minimiser is non-zero iff
-    P < P* (THEORY.md §4.1, §3).
+    P < P* (docs/theory/deep.md, docs/theory/ce-family.md).
 
     * Balanced deep linear MSE (bias-free or free bias), and the ReLU cases of §4.2:
       κ = K (nP)^{1/(L+1)} < κ*, i.e. P* = (κ*/K)^{L+1}/n, with κ* = 1 at L = 1 (continuous) and
@@ -583,7 +583,7 @@ def threshold_deep(*, counts: Sequence[int], widths: Sequence[int], activation: 
     if loss == "fl":
         if focal_threshold is None:
             raise NoClosedForm("focal loss at L = 1: pass focal_threshold (the plain UFM's global "
-                               "threshold, THEORY.md §3, §9)")
+                               "threshold, docs/theory/ce-family.md, docs/theory/conventions.md)")
         return float(focal_threshold())
     if loss == "ce":
         return 1.0 / (K * K * counts[0])

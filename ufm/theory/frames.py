@@ -1,4 +1,4 @@
-"""Reference geometries (THEORY.md §0): simplex ETF, orthogonal frame, and a factor from a Gram.
+"""Reference geometries (docs/theory/conventions.md): simplex ETF, orthogonal frame, and a factor from a Gram.
 
 Everything here is NumPy float64: closed forms never depend on JAX's precision settings.
 Layout is sample-major (rows are classes), see DESIGN.md.

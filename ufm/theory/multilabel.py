@@ -1,4 +1,4 @@
-"""Closed form of the multi-label UFM under the pick-all-label loss (THEORY.md §7, §9 PAL recipe).
+"""Closed form of the multi-label UFM under the pick-all-label loss (docs/theory/multilabel.md, docs/theory/conventions.md PAL recipe).
 
 Data "balanced within each multiplicity": for every m in a set 𝕄, each of the C(K, m) label sets
 of size m occurs n_m times; N_m = n_m C(K, m) and N = Σ_m N_m. Above the existence threshold the
@@ -24,8 +24,8 @@ and t = 0 (the zero solution) is optimal exactly when λ_Wλ_H ≥ Σ_m n_m C(K�
 
 References:
     Li, Li, Wang, Qu, "Neural collapse in multi-label learning with pick-all-label loss",
-    arXiv 2310.15903 / ICML 2024 (structure, paraphrased in THEORY.md §7). The scalar system,
-    F*, ρ_m and the threshold are derived in THEORY.md §7.
+    arXiv 2310.15903 / ICML 2024 (structure, paraphrased in docs/theory/multilabel.md). The scalar system,
+    F*, ρ_m and the threshold are derived in docs/theory/multilabel.md.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def pal_threshold(K: int, counts_by_size: Mapping[int, int]) -> float:
     """Critical product Σ_m n_m C(K−2, m−1)/N²: a non-zero minimiser exists iff λ_Wλ_H is below it.
 
     It is also ‖∇_Z loss(0)‖_op², the squared operator norm of the logit gradient at the origin, so
-    the origin is a strict saddle exactly below it (THEORY.md §7, §10.1). For 𝕄 = {1} it is
+    the origin is a strict saddle exactly below it (docs/theory/multilabel.md, docs/theory/ce-family.md). For 𝕄 = {1} it is
     1/(K²n), i.e. Kτ < 1 of §3.
 
     Examples:
@@ -71,7 +71,7 @@ def pal_threshold(K: int, counts_by_size: Mapping[int, int]) -> float:
 
 
 def pal_beta(a: float, m: int, K: int, N: int, lambda_H: float) -> float:
-    """Root β_m(a) of (A_m) N λ_H β (m e^{aβ} + K − m) = K, to machine precision (THEORY.md §9).
+    """Root β_m(a) of (A_m) N λ_H β (m e^{aβ} + K − m) = K, to machine precision (docs/theory/conventions.md).
 
     The left side increases in β and reaches ≥ K at β = 1/(Nλ_H), so the root is bracketed in
     (0, 1/(Nλ_H)]. The equation is bisected in the overflow-free form
@@ -92,7 +92,7 @@ def pal_beta(a: float, m: int, K: int, N: int, lambda_H: float) -> float:
 
 def pal_solve(K: int, counts_by_size: Mapping[int, int], lambda_W: float,
               lambda_H: float) -> tuple[float, dict[int, float]]:
-    """Solve (A_m), (B) by nested bisection (THEORY.md §9, PAL system).
+    """Solve (A_m), (B) by nested bisection (docs/theory/conventions.md, PAL system).
 
     Returns:
         (a, {m: β_m}). In the zero regime (λ_Wλ_H ≥ threshold) a = 0 and β_m = 1/(Nλ_H), the
@@ -151,12 +151,12 @@ def pal_rho(betas: Mapping[int, float]) -> dict[int, float]:
 def pal_ufm(K: int, counts_by_size: Mapping[int, int], d: int, lambda_W: float, lambda_H: float,
             lambda_b: float = 0.0, bias: bool = True,
             label_sets: Sequence[Sequence[int]] | None = None) -> Prediction:
-    """Closed-form global minimiser of the multi-label PAL UFM (THEORY.md §7).
+    """Closed-form global minimiser of the multi-label PAL UFM (docs/theory/multilabel.md).
 
     Args:
         K: number of classes.
         counts_by_size: {m: n_m}, every label set of size m occurs n_m times.
-        d: feature dimension; needs d ≥ K−1 (the simplex ETF). THEORY.md verified d ∈ {K, K+1};
+        d: feature dimension; needs d ≥ K−1 (the simplex ETF). the structure was verified for d ∈ {K, K+1};
             d = K−1 agrees with L-BFGS solves to ~1e-11 on Grams (tests/test_multilabel.py).
         lambda_W, lambda_H: weight decays > 0; lambda_b: bias decay ≥ 0; bias: whether there is b.
         label_sets: the samples' label sets in problem order (any order of the balanced data);
@@ -182,7 +182,7 @@ def pal_ufm(K: int, counts_by_size: Mapping[int, int], d: int, lambda_W: float, 
                            "minimum is not attained)")
     if d < K - 1:
         raise NoClosedForm(f"PAL with d={d} < K-1={K - 1}: the simplex ETF cannot be built and no "
-                           "theorem covers the minimiser (THEORY.md §3, §7)")
+                           "theorem covers the minimiser (docs/theory/ce-family.md, docs/theory/multilabel.md)")
     if label_sets is None:
         label_sets = canonical_label_sets(K, counts)
     label_sets = tuple(tuple(sorted(int(k) for k in S)) for S in label_sets)

@@ -1,4 +1,4 @@
-"""Closed forms for the plain UFM: MSE (THEORY.md §1, §2) and the CE family (§3).
+"""Closed forms for the plain UFM: MSE (docs/theory/mse.md) and the CE family (§3).
 
 Convention:
     The library objective (Zhu et al. 2021): F = (1/N) Σ_i ℓ(W h_i + b, y_i) + (λ_W/2)‖W‖²
@@ -37,7 +37,7 @@ def _sigmoid(x: float) -> float:
 
 
 def ce_hat(m: float, K: int) -> float:
-    """CE of the logits m(e_k − 1/K): log(1 + (K−1)e^{−m}) (THEORY.md §3)."""
+    """CE of the logits m(e_k − 1/K): log(1 + (K−1)e^{−m}) (docs/theory/ce-family.md)."""
     return _softplus(math.log(K - 1) - m)
 
 
@@ -47,7 +47,7 @@ def focal_hat(m: float, K: int, gamma: float) -> float:
 
 
 def ce_margin(K: int, tau: float) -> float:
-    """Optimal CE margin m* = log(1/τ − (K−1)), or 0 when Kτ ≥ 1 (THEORY.md §3)."""
+    """Optimal CE margin m* = log(1/τ − (K−1)), or 0 when Kτ ≥ 1 (docs/theory/ce-family.md)."""
     return math.log(1.0 / tau - (K - 1)) if K * tau < 1 else 0.0
 
 
@@ -65,7 +65,7 @@ def focal_threshold(K: int, gamma: float) -> float:
 
 
 def focal_margin(K: int, tau: float, gamma: float) -> float:
-    """Globally optimal focal-loss margin by the bracketing recipe of THEORY.md §9."""
+    """Globally optimal focal-loss margin by the bracketing recipe of docs/theory/conventions.md."""
     c = (K - 1) * tau
 
     r = _focal_r(K, gamma)
@@ -81,7 +81,7 @@ def focal_margin(K: int, tau: float, gamma: float) -> float:
 
 
 def focal_critical_c(K: int, gamma: float) -> float:
-    """Global FL threshold c* on c = (K−1)τ: the minimiser is non-zero iff c < c* (THEORY.md §3, §9).
+    """Global FL threshold c* on c = (K−1)τ: the minimiser is non-zero iff c < c* (docs/theory/ce-family.md, docs/theory/conventions.md).
 
     f_c(m) = ℓ̂_FL(m) + c m beats f_c(0) at some m > 0 iff c < S(m) = (ℓ̂_FL(0) − ℓ̂_FL(m))/m, so
     c* = sup_{m>0} S(m). S is the running mean of r = −ℓ̂_FL′ over [0, m]; with r unimodal, S peaks
@@ -127,7 +127,7 @@ def _focal_r(K: int, gamma: float):
 def threshold_plain(*, counts: Sequence[int], dim: int, loss: str, bias: bool, lambda_b: float = 0.0,
                     alpha: float = 0.0, gamma: float = 0.0) -> float:
     """Critical decay product P* of the plain UFM: its global minimiser is non-zero iff
-    P = λ_W λ_H < P* (THEORY.md §1-§3).
+    P = λ_W λ_H < P* (docs/theory/mse.md, ce-family.md).
 
     * MSE (no bias, free bias, regularised bias), balanced: Kτ < 1, P* = 1/(K²n).
     * MSE without bias, imbalanced: the last class to vanish is the largest,
@@ -136,7 +136,7 @@ def threshold_plain(*, counts: Sequence[int], dim: int, loss: str, bias: bool, l
       c* = (K−1)τ of :func:`focal_critical_c` (the FL window included), P* = (c*/(K−1))²/n.
 
     The dimension d does not move these thresholds [derived]: below P* the origin is a strict
-    saddle for every d ≥ 1 (THEORY.md §10.1; for FL below the local threshold); above it the zero
+    saddle for every d ≥ 1 (docs/theory/ce-family.md; for FL below the local threshold); above it the zero
     solution is global for d ≥ K−1, and a smaller d only shrinks the set of attainable outputs
     Z = H Wᵀ (rank ≤ d) without changing the minimal penalty √(λ_Wλ_H)‖Z‖_* of a given Z, so zero
     stays global. Only the FL window (where the local and global thresholds differ) needs the
@@ -158,7 +158,7 @@ def threshold_plain(*, counts: Sequence[int], dim: int, loss: str, bias: bool, l
         return max(counts) / N ** 2
     if len(set(counts)) != 1:
         raise NoClosedForm(f"imbalanced classes with loss {loss!r}{' and a bias' if bias else ''}: "
-                           "no threshold in THEORY.md (minority collapse is open)")
+                           "no threshold in docs/theory/ (minority collapse is open)")
     n = counts[0]
     if loss in ("mse", "ce"):
         return 1.0 / (K * K * n)
@@ -169,7 +169,7 @@ def threshold_plain(*, counts: Sequence[int], dim: int, loss: str, bias: bool, l
         r0 = _focal_r(K, gamma)(0.0)
         if dim < K - 1 and c_star > r0 * (1 + 1e-12):
             raise NoClosedForm(f"FL with d={dim} < K-1={K - 1} in the FL window (K={K}, γ={gamma}): the "
-                               "global threshold needs the ETF, which d cannot hold (THEORY.md §3)")
+                               "global threshold needs the ETF, which d cannot hold (docs/theory/ce-family.md)")
         return (c_star / (K - 1)) ** 2 / n
     raise NoClosedForm(f"no plain-UFM threshold for loss {loss!r}")
 
@@ -211,7 +211,7 @@ def _two_factor(*, counts, d, lambda_W, lambda_H, gram_W, bias_vec, value, regim
 
 
 def mse_no_bias(counts: Sequence[int], d: int, lambda_W: float, lambda_H: float) -> Prediction:
-    """Bias-free MSE UFM (THEORY.md §1), for any per-class counts n_k and any d.
+    """Bias-free MSE UFM (docs/theory/mse.md), for any per-class counts n_k and any d.
 
     The problem in Z = WH is (1/2N)‖Z − Y‖² + √(λ_Wλ_H)‖Z‖_* (tool T1), whose singular values are
     the soft-thresholded √n_k: s_k = (√n_k − N√(λ_Wλ_H))_+, keeping the d largest. Balanced, this
@@ -260,7 +260,7 @@ def mse_no_bias(counts: Sequence[int], d: int, lambda_W: float, lambda_H: float)
 
 
 def mse_free_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: float) -> Prediction:
-    """MSE UFM with an unregularised bias (THEORY.md §2, B1): a simplex ETF scaled by c = (1 − Kτ)_+.
+    """MSE UFM with an unregularised bias (docs/theory/mse.md, B1): a simplex ETF scaled by c = (1 − Kτ)_+.
 
     For d < K−1, W Wᵀ = ρ_W × (a rank-d projector inside 1^⊥), compared by its spectrum.
     """
@@ -295,7 +295,7 @@ def mse_free_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: float) -> P
 
 def mse_regularised_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: float,
                          lambda_b: float) -> Prediction:
-    """MSE UFM with a regularised bias λ_b > 0 (THEORY.md §2, B2; derived), d ≥ K.
+    """MSE UFM with a regularised bias λ_b > 0 (docs/theory/mse.md, B2; derived), d ≥ K.
 
     Two regimes of the global-mean component u: u = 0 (b = 1/(K(1+λ_b))) when Kτ ≥ 1 or
     λ_b ≤ λ_b* = Kτ/(1 − Kτ); otherwise u = 1 − Kτ(1 + 1/λ_b) > 0 and b = τ/λ_b. The centred W
@@ -309,7 +309,7 @@ def mse_regularised_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: floa
         u, b0 = 1.0 - K * tau * (1 + 1 / lambda_b), tau / lambda_b
     if d < K and not (d == K - 1 and u == 0.0):
         raise NoClosedForm(f"MSE with a regularised bias needs d >= K (or d = K-1 with no global-"
-                           f"mean component); got d={d}, K={K}, u={u:.3g} (not analysed, THEORY.md §2)")
+                           f"mean component); got d={d}, K={K}, u={u:.3g} (not analysed, docs/theory/mse.md)")
     C, J = centering(K), np.ones((K, K))
     gram_W = math.sqrt(n * lambda_H / lambda_W) * (x * C + u * J / K)
     value = ((K - 1) * (1 - x) ** 2 / (2 * K) + (K - 1) * tau * x
@@ -329,7 +329,7 @@ def mse_regularised_bias(K: int, n: int, d: int, lambda_W: float, lambda_H: floa
 
 def ce_family(K: int, n: int, d: int, lambda_W: float, lambda_H: float, lambda_b: float,
               bias: bool, loss: str, alpha: float = 0.0, gamma: float = 0.0) -> Prediction:
-    """CE, label smoothing and focal loss UFM (THEORY.md §3): a simplex ETF with margin m*.
+    """CE, label smoothing and focal loss UFM (docs/theory/ce-family.md): a simplex ETF with margin m*.
 
     The scalar reduction f(m) = ℓ̂(m) + (K−1)τm gives the margin; W Wᵀ = (m*/β) C_K,
     M = βW, b = 0 (b − mean(b) = 0 when λ_b = 0: mean(b) is flat). The bias-free problem has the
@@ -346,7 +346,7 @@ def ce_family(K: int, n: int, d: int, lambda_W: float, lambda_H: float, lambda_b
     """
     if d < K - 1:
         raise NoClosedForm(f"{loss.upper()} with d={d} < K-1={K - 1}: the ETF cannot be built and the "
-                           "minimiser is an open problem (THEORY.md §3, caveats)")
+                           "minimiser is an open problem (docs/theory/ce-family.md, caveats)")
     tau = math.sqrt(n * lambda_W * lambda_H)
     beta = math.sqrt(lambda_W / (n * lambda_H))
     if loss == "ce":
@@ -386,7 +386,7 @@ def predict_plain(*, counts: Sequence[int], dim: int, loss: str, lambda_W: float
         return mse_no_bias(counts, dim, lambda_W, lambda_H)
     if not balanced:
         raise NoClosedForm(f"imbalanced classes with loss {loss!r}{' and a bias' if bias else ''}: "
-                           "no closed form in THEORY.md (minority collapse is open)")
+                           "no closed form in docs/theory/ (minority collapse is open)")
     n = counts[0]
     if loss == "mse":
         if lambda_b == 0.0:

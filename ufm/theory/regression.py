@@ -1,4 +1,4 @@
-"""Closed forms for the regression UFM (THEORY.md §8; Andriopoulos et al., NeurIPS 2024).
+"""Closed forms for the regression UFM (docs/theory/regression.md; Andriopoulos et al., NeurIPS 2024).
 
 Convention:
     The library objective, in code layout (Y [N, t], H [N, d], W [t, d], b [t] unregularised):
@@ -8,7 +8,7 @@ Convention:
     the H penalty a sum over samples. Andriopoulos et al. write the feature penalty as
     (λ_H^P/(2N))‖H‖², i.e. λ_H^P = N λ_H (:func:`lambda_H_to_paper`), and their threshold
     c^P = λ_W λ_H^P becomes ``c = N λ_H λ_W`` here; with that substitution the two objectives are
-    identical (factor 1, THEORY.md §0). Their formulas are in paper layout (H is d×N, Y is t×N);
+    identical (factor 1, docs/theory/conventions.md). Their formulas are in paper layout (H is d×N, Y is t×N);
     here ``outputs = H @ W.T + b`` is [N, t].
 
     Σ = ỸᵀỸ/N is the *centred* target covariance (Ỹ = Y − ȳ), with eigenvalues
@@ -24,7 +24,7 @@ Convention:
 References:
     G. Andriopoulos, Z. Dong, L. Guo, Z. Zhao, K. Ross, "The prevalence of neural collapse in
     neural multivariate regression", NeurIPS 2024 (UFM theorem; NRC1-NRC3).
-    S. Rangamani, A. Unal, deep neural regression collapse (DNRC1-4), THEORY.md §11.7.
+    S. Rangamani, A. Unal, deep neural regression collapse (DNRC1-4), docs/theory/metrics.md.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 
 from ufm.theory._prediction import COLLAPSE, PARTIAL_RANK, ZERO, NoClosedForm, Prediction
 from ufm.theory.frames import random_orthonormal
-_PINV_RTOL_DNRC4 = 1e-3  # THEORY.md §11.7: DNRC4 uses pinv(H, rtol=1e-3)
+_PINV_RTOL_DNRC4 = 1e-3  # docs/theory/metrics.md: DNRC4 uses pinv(H, rtol=1e-3)
 
 
 def lambda_H_to_paper(lambda_H: float, num_samples: int) -> float:
@@ -44,7 +44,7 @@ def lambda_H_to_paper(lambda_H: float, num_samples: int) -> float:
 
 
 def lambda_H_from_paper(lambda_H_paper: float, num_samples: int) -> float:
-    """The library's λ_H = λ_H^P / N for a paper-normalised λ_H^P (THEORY.md §0).
+    """The library's λ_H = λ_H^P / N for a paper-normalised λ_H^P (docs/theory/conventions.md).
 
     Examples:
         >>> lambda_H_from_paper(0.5, 10)
@@ -145,7 +145,7 @@ def optimal_value(eigenvalues, c: float, dim: int) -> float:
 
 
 def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> Prediction:
-    """Global minimiser of the regression UFM (THEORY.md §8) in rotation-invariant quantities.
+    """Global minimiser of the regression UFM (docs/theory/regression.md) in rotation-invariant quantities.
 
     Args:
         targets: Y [N, t] (any real data; the centred covariance is used).
@@ -170,7 +170,7 @@ def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> P
         See the module docstring: c = N λ_H λ_W, λ_H^P = N λ_H.
 
     References:
-        Andriopoulos et al., NeurIPS 2024, the UFM theorem (converted and re-verified, THEORY.md §8).
+        Andriopoulos et al., NeurIPS 2024, the UFM theorem (converted and re-verified, docs/theory/regression.md).
 
     Examples:
         >>> Y = np.array([[1., 0.], [-1., 0.], [0., 2.], [0., -2.]])   # Σ = diag(0.5, 2)
@@ -181,7 +181,7 @@ def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> P
     if lambda_W <= 0 or lambda_H <= 0:
         raise NoClosedForm("the regression UFM closed form needs lambda_W > 0 and lambda_H > 0 "
                            "(with a zero decay the infimum is not attained or every interpolating "
-                           "factorisation is optimal, THEORY.md §8)")
+                           "factorisation is optimal, docs/theory/regression.md)")
     Y = np.asarray(targets, dtype=np.float64)
     N, t = Y.shape
     ybar, cov, lam, U = target_statistics(Y)
@@ -199,7 +199,7 @@ def predict_regression(targets, dim: int, lambda_W: float, lambda_H: float) -> P
     tie = dim < above.size and math.isclose(above[dim - 1], above[dim], rel_tol=1e-12)
     notes = []
     if dim < t and rank < int(np.sum(lam > c)):
-        notes.append(f"d = {dim} < t = {t}: only the d largest s_j are kept (THEORY.md §8, derived)")
+        notes.append(f"d = {dim} < t = {t}: only the d largest s_j are kept (docs/theory/regression.md, derived)")
     if tie:
         notes.append("d < t cuts through equal eigenvalues of Σ: W Wᵀ is not unique; only its "
                      "spectrum and the value are compared")

@@ -1,4 +1,4 @@
-"""Robust 1-D minimisation for the scalar reductions of THEORY.md §9.
+"""Robust 1-D minimisation for the scalar reductions of docs/theory/conventions.md.
 
 Every scalar problem has f'(x) = w(x)·[c − h(x)] with w > 0 and h unimodal, so the global
 minimiser is 0 or the larger root of h(x) = c. Bisection runs until the bracket stops shrinking

@@ -1,4 +1,4 @@
-"""Closed form of the spherical UFM (THEORY.md §6; Yaras et al., NeurIPS 2022).
+"""Closed form of the spherical UFM (docs/theory/spherical.md; Yaras et al., NeurIPS 2022).
 
 Convention:
     F(W, H, b) = (1/N) Σ_i CE(W h_i / T + b, y_i) with ‖w_k‖ = r_W and ‖h_i‖ = r_H, no weight
@@ -12,7 +12,7 @@ Convention:
 References:
     Yaras, Wang, Zhu, Balzano, Qu, "Neural collapse with normalized features: a geometric
     analysis over the Riemannian manifold", NeurIPS 2022, Theorem 1 (global minimisers) and
-    Theorem 2 (strict saddles). THEORY.md §6 and §10.3.
+    Theorem 2 (strict saddles). docs/theory/spherical.md and §10.3.
 """
 
 from __future__ import annotations
@@ -48,20 +48,20 @@ def spherical_value(K: int, s: float) -> float:
 
 
 def antipodal_value(K: int, s: float) -> float:
-    """Value at the antipodal strict saddle h_{k,i} = −(r_H/r_W) w_k with W an ETF (THEORY.md
+    """Value at the antipodal strict saddle h_{k,i} = −(r_H/r_W) w_k with W an ETF (docs/theory/
     §10.3): log(1 + (K−1) exp(sK/(K−1)))."""
     return _softplus(math.log(K - 1) + s * K / (K - 1))
 
 
 def zero_eigenvalue_count(K: int, d: int) -> int:
     """Number of zero Riemannian-Hessian eigenvalues (tangent basis) at the global minimum, the
-    dimension of the O(d)-orbit: d(d−1)/2 − (d−K+1)(d−K)/2 (THEORY.md §10.3; bias-free)."""
+    dimension of the O(d)-orbit: d(d−1)/2 − (d−K+1)(d−K)/2 (docs/theory/spherical.md; bias-free)."""
     return d * (d - 1) // 2 - (d - K + 1) * (d - K) // 2
 
 
 def predict_spherical(*, num_classes: int, num_per_class: int, dim: int, radius_W: float,
                       radius_H: float, temperature: float, bias: bool = False) -> Prediction:
-    """Global minimiser of the balanced spherical CE UFM for d ≥ K−1 (THEORY.md §6).
+    """Global minimiser of the balanced spherical CE UFM for d ≥ K−1 (docs/theory/spherical.md).
 
     W Wᵀ = r_W² (K/(K−1)) C_K (simplex ETF), M = (r_H/r_W) W (NC1 and self-duality), so
     M Mᵀ = r_H² (K/(K−1)) C_K and W Mᵀ = r_W r_H (K/(K−1)) C_K; the logit margin (true minus the
@@ -85,7 +85,7 @@ def predict_spherical(*, num_classes: int, num_per_class: int, dim: int, radius_
     K, n, d = int(num_classes), int(num_per_class), int(dim)
     if d < K - 1:
         raise NoClosedForm(f"spherical UFM with d={d} < K-1={K - 1}: the simplex ETF does not fit "
-                           "and the minimiser is an open problem (THEORY.md §6)")
+                           "and the minimiser is an open problem (docs/theory/spherical.md)")
     s = inverse_temperature(radius_W, radius_H, temperature)
     value = spherical_value(K, s)
     etf_gram = K / (K - 1) * centering(K)
