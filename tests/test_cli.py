@@ -251,7 +251,7 @@ def test_cache_dir_choices(tmp_path, monkeypatch):
     monkeypatch.delenv("UFM_NO_CACHE", raising=False)
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cli._cache_dir() == str(tmp_path / "ufm" / "jax")
+    assert cli._cache_dir() == str(tmp_path / "ufm" / "jax" / cli._code_version())  # one per code version
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "explicit"))
     assert cli._cache_dir() == str(tmp_path / "explicit")
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "missing" / "explicit"))

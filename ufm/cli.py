@@ -297,7 +297,27 @@ def cmd_solve(args) -> int:
 
 
 # The JAX options main() may change; each is put back as it was when main returns.
-_JAX_OPTIONS = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+_JAX_OPTIONS = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                "jax_persistent_cache_min_entry_size_bytes")
+
+
+def _code_version() -> str:
+    """A digest of this ufm's source and of jax/jaxlib's versions: each version of the code gets
+    its own cache directory, so a program compiled by other code is never loaded (a wrong
+    executable was seen once, after the source changed under a shared cache)."""
+    import hashlib
+
+    import jax
+    import jaxlib
+
+    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__}".encode())
+    root = os.path.dirname(os.path.abspath(__file__))
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, name), "rb") as fh:
+                digest.update(name.encode() + fh.read())
+    return digest.hexdigest()[:16]
 
 
 def _cache_dir() -> str | None:
@@ -316,9 +336,9 @@ def _cache_dir() -> str | None:
         return path if os.path.isabs(path) and os.path.isdir(os.path.dirname(path.rstrip("/"))) else None
     xdg, home = env.get("XDG_CACHE_HOME", ""), env.get("HOME", "")
     if os.path.isabs(xdg) and os.path.isdir(xdg):
-        return os.path.join(xdg, "ufm", "jax")
+        return os.path.join(xdg, "ufm", "jax", _code_version())
     if os.path.isabs(home) and home != "/" and os.path.isdir(home):
-        return os.path.join(home, ".cache", "ufm", "jax")
+        return os.path.join(home, ".cache", "ufm", "jax", _code_version())
     return None
 
 
@@ -336,7 +356,10 @@ def _enable_compilation_cache(jax) -> None:
         jax.config.update("jax_compilation_cache_dir", None)
         return
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # Cache every program: a verify run compiles hundreds of small ones (each well under JAX's
+    # default 1 s threshold), and together they are most of a warm run's time.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @contextlib.contextmanager
