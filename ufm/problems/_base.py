@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, check_int, check_scalar, default_float, is_concrete, pytree_dataclass
-from ufm.labels import counts_tuple, normalise_counts
+from ufm._types import Array, check_scalar, default_float, is_concrete, pytree_dataclass
+from ufm.labels import counts_tuple, normalise_counts  # noqa: F401  (normalise_counts: re-exported)
 from ufm.manifolds import Euclidean
 
 
@@ -37,6 +36,21 @@ def check_decays(problem) -> None:
         check_scalar(name, getattr(problem, name), low=0.0, high=None, allowed=">= 0")
     if not problem.bias and is_concrete(problem.lambda_b) and np.any(np.asarray(problem.lambda_b) != 0):
         raise ValueError(f"lambda_b must be 0 when bias=False, got {problem.lambda_b!r}")
+
+
+def loss_config(loss) -> dict:
+    """A loss as JSON: its name and hyperparameters (``{"name": "ls", "alpha": 0.1}``)."""
+    return {"name": loss.name, **{k: to_float(v) for k, v in vars(loss).items()}}
+
+
+def loss_from_config(spec) -> object:
+    """The loss of a config's ``{"name": ..., hyperparameters...}`` entry (inverse of
+    :func:`loss_config`)."""
+    from ufm.losses import LOSSES
+
+    if not isinstance(spec, dict) or spec.get("name") not in LOSSES:
+        raise ValueError(f"config loss must be {{'name': one of {sorted(LOSSES)}, ...}}, got {spec!r}")
+    return LOSSES[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
 
 
 def to_float(x):

@@ -19,25 +19,13 @@ import numpy as np
 from ufm import theory
 from ufm._types import (Array, ArrayLike, check_fits_in_memory, check_int, check_scalar, default_float,
                         is_concrete)
-from ufm.losses import LOSSES, CrossEntropy, Focal, LabelSmoothing, MSE
+from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
 from ufm.manifolds import Euclidean
-from ufm.problems._base import (ClassLabels, check_bias, check_loss, normalise_counts,
+from ufm.problems._base import (ClassLabels, loss_config, loss_from_config, check_bias, check_loss, normalise_counts,
                                 problem_dataclass, to_float)
 
 _ACTIVATIONS = ("relu", "identity")
 _SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
-
-
-def loss_config(loss) -> dict:
-    """A loss as JSON: its name and hyperparameters (``{"name": "ls", "alpha": 0.1}``)."""
-    return {"name": loss.name, **{k: to_float(v) for k, v in vars(loss).items()}}
-
-
-def loss_from_config(config: dict):
-    """The inverse of :func:`loss_config`."""
-    if not isinstance(config, dict) or config.get("name") not in LOSSES:
-        raise ValueError(f"loss config must be a dict with a 'name' in {sorted(LOSSES)}, got {config!r}")
-    return LOSSES[config["name"]](**{k: v for k, v in config.items() if k != "name"})
 
 
 def _layer_decays(lambda_W, depth: int):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
-from typing import Mapping, Sequence
+from typing import Mapping
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,7 +13,8 @@ from ufm.losses import PickAllLabel, PickAllLabelNormalised
 from ufm.problems._base import (LinearClassifier, check_bias, check_decays, check_loss,
                                 problem_dataclass, to_float)
 from ufm.labels import balanced_counts, canonical_label_sets, multi_hot, normalise_label_sets
-from ufm.problems.ufm import _check_config, loss_from_config
+from ufm.problems._base import loss_from_config
+from ufm.problems.ufm import _check_config
 
 _SUPPORTED_LOSSES = (PickAllLabel, PickAllLabelNormalised)
 

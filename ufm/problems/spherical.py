@@ -12,8 +12,8 @@ from ufm import theory
 from ufm._types import Array, ArrayLike, check_fits_in_memory, check_int, check_scalar, default_float
 from ufm.losses import CrossEntropy, Focal, LabelSmoothing
 from ufm.manifolds import Euclidean, Oblique, Product
-from ufm.problems._base import ClassLabels, check_bias, check_loss, normalise_counts, problem_dataclass, to_float
-from ufm.problems.deep import loss_config, loss_from_config
+from ufm.problems._base import (ClassLabels, check_bias, check_loss, loss_config, loss_from_config,
+                                normalise_counts, problem_dataclass, to_float)
 
 _SUPPORTED_LOSSES = (CrossEntropy, LabelSmoothing, Focal)
 

@@ -6,9 +6,10 @@ from typing import Mapping
 
 from ufm import theory
 from ufm._types import ArrayLike, check_fits_in_memory, check_int
-from ufm.losses import LOSSES, CrossEntropy, Focal, LabelSmoothing, MSE
+from ufm.losses import CrossEntropy, Focal, LabelSmoothing, MSE
 from ufm.problems._base import (ClassLabels, LinearClassifier, check_bias, check_decays, check_loss,
-                                normalise_counts, problem_dataclass, to_float)
+                                loss_from_config, normalise_counts, problem_dataclass,
+                                to_float)
 from ufm.problems._base import UFMParams  # noqa: F401  (re-exported: the plain UFM's parameters)
 
 _SUPPORTED_LOSSES = (MSE, CrossEntropy, LabelSmoothing, Focal)
@@ -97,13 +98,6 @@ def _check_config(config, model: str, keys: tuple) -> Mapping:
     if missing:
         raise ValueError(f"config of model {model!r} lacks {missing}")
     return config
-
-
-def loss_from_config(spec) -> object:
-    """The loss of a config's ``{"name": ..., hyperparameters...}`` entry (inverse of config())."""
-    if not isinstance(spec, Mapping) or spec.get("name") not in LOSSES:
-        raise ValueError(f"config loss must be {{'name': one of {sorted(LOSSES)}, ...}}, got {spec!r}")
-    return LOSSES[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
 
 
 @theory.predict.register(UFM)
