@@ -92,7 +92,10 @@ def target_statistics(targets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     cov = Yc.T @ Yc / Y.shape[0]
     cov = (cov + cov.T) / 2
     evals, evecs = np.linalg.eigh(cov)
-    return mean, cov, np.maximum(evals, 0.0), evecs
+    # Eigenvalues at the rounding level of the decomposition are exact zeros of the data (low-rank
+    # targets): report them as 0, so that what the theory says vanishes is predicted as 0.
+    evals[evals <= 10 * len(evals) * np.finfo(np.float64).eps * max(float(evals.max()), 0.0)] = 0.0
+    return mean, cov, evals, evecs
 
 
 def kept_mask(eigenvalues, c: float, dim: int) -> np.ndarray:
