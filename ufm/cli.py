@@ -297,8 +297,7 @@ def cmd_solve(args) -> int:
 
 
 # The JAX options main() may change; each is put back as it was when main returns.
-_JAX_OPTIONS = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                "jax_persistent_cache_min_entry_size_bytes")
+_JAX_OPTIONS = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
 
 
 def _code_version() -> str:
@@ -356,10 +355,10 @@ def _enable_compilation_cache(jax) -> None:
         jax.config.update("jax_compilation_cache_dir", None)
         return
     jax.config.update("jax_compilation_cache_dir", path)
-    # Cache every program: a verify run compiles hundreds of small ones (each well under JAX's
-    # default 1 s threshold), and together they are most of a warm run's time.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # Programs that take ≥ 0.2 s to compile. Caching every program (threshold 0) made the first,
+    # cold-cache run of the verify table fail three MSE-with-bias rows twice in a row while warm
+    # runs passed (a JAX/XLA persistent-cache issue not yet understood): correctness first.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @contextlib.contextmanager
