@@ -143,15 +143,22 @@ class MultiLabelUFM(LinearClassifier):
         return out
 
 
-@theory.predict.register(MultiLabelUFM)
-def _predict_multilabel(problem: MultiLabelUFM) -> theory.Prediction:
+def _covered_counts(problem: MultiLabelUFM, what: str) -> dict:
+    """{m: n_m} of a problem the PAL theory covers, or NoClosedForm naming why (``what``: the
+    missing result, "closed form" or "threshold")."""
     if isinstance(problem.loss, PickAllLabelNormalised):
-        raise theory.NoClosedForm("the normalised pick-all-label loss (PAL-N, divided by |S|) is "
-                                  "not covered by docs/theory/multilabel.md")
+        raise theory.NoClosedForm(f"the normalised pick-all-label loss (PAL-N, divided by |S|) has no "
+                                  f"{what} in docs/theory/multilabel.md")
     counts = problem.counts_by_size
     if counts is None:
-        raise theory.NoClosedForm("the label sets are not balanced within each multiplicity (every "
-                                  "set of size m occurring n_m times): no closed form in docs/theory/multilabel.md")
+        raise theory.NoClosedForm(f"the label sets are not balanced within each multiplicity (every "
+                                  f"set of size m occurring n_m times): no {what} in docs/theory/multilabel.md")
+    return counts
+
+
+@theory.predict.register(MultiLabelUFM)
+def _predict_multilabel(problem: MultiLabelUFM) -> theory.Prediction:
+    counts = _covered_counts(problem, "closed form")
     return theory.multilabel.pal_ufm(
         problem.num_classes, counts, problem.dim, float(problem.lambda_W), float(problem.lambda_H),
         float(problem.lambda_b), problem.bias, label_sets=problem.label_sets)
@@ -160,11 +167,4 @@ def _predict_multilabel(problem: MultiLabelUFM) -> theory.Prediction:
 @theory.threshold.register(MultiLabelUFM)
 def _threshold_multilabel(problem: MultiLabelUFM) -> float:
     """P* = Σ_m n_m C(K−2, m−1)/N² of P = λ_W λ_H (:func:`ufm.theory.multilabel.pal_threshold`)."""
-    if isinstance(problem.loss, PickAllLabelNormalised):
-        raise theory.NoClosedForm("the normalised pick-all-label loss (PAL-N, divided by |S|) has no "
-                                  "threshold in docs/theory/multilabel.md")
-    counts = problem.counts_by_size
-    if counts is None:
-        raise theory.NoClosedForm("the label sets are not balanced within each multiplicity: no "
-                                  "threshold in docs/theory/multilabel.md")
-    return theory.multilabel.pal_threshold(problem.num_classes, counts)
+    return theory.multilabel.pal_threshold(problem.num_classes, _covered_counts(problem, "threshold"))
