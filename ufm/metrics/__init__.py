@@ -17,7 +17,11 @@ from ufm.metrics import spherical  # registers measure for SphericalUFM
 from ufm.metrics import multilabel  # registers measure for MultiLabelUFM
 from ufm.metrics import regression  # registers measure for RegressionUFM
 from ufm.metrics import deep  # registers measure for DeepUFM
+from ufm.metrics import streaming  # batch-by-batch metrics of real features
+from ufm.metrics.streaming import (CollapseAccumulator, CollapseReport, NC4Accumulator,
+                                   RegressionAccumulator, cdnv)
 
 __all__ = ["measure", "objective", "quantity_kind", "register_kinds", "KINDS", "nc1", "nc1_trace",
            "etf_distance", "of_distance", "frame_distance", "equinorm", "equiangle", "nc3_duality",
-           "nc3_zhu", "nc4", "bias_relation", "class_means", "frame_pair"]
+           "nc3_zhu", "nc4", "bias_relation", "class_means", "frame_pair", "streaming",
+           "CollapseAccumulator", "CollapseReport", "NC4Accumulator", "RegressionAccumulator", "cdnv"]
