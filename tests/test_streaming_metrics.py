@@ -332,3 +332,30 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds, rss_mib, value = map(float, out.stdout.split())
     assert rss_mib < 1024 and 0 < value < 1
+
+
+def test_state_size_does_not_grow_with_samples():
+    """Bounded memory: the state after 50 batches holds exactly as many bytes as after one."""
+    rng = np.random.default_rng(9)
+    one = st.class_stats_update(st.class_stats_init(3, 8), rng.standard_normal((10, 8)), np.arange(10) % 3)
+    many = one
+    for _ in range(49):
+        many = st.class_stats_update(many, rng.standard_normal((10, 8)), rng.integers(0, 3, 10))
+    assert sum(a.nbytes for a in many) == sum(a.nbytes for a in one) and many.counts.sum() == 500
+    r = st.regression_stats([(rng.standard_normal((10, 8)), rng.standard_normal((10, 2)))] * 3)
+    r50 = st.regression_stats([(rng.standard_normal((10, 8)), rng.standard_normal((10, 2)))] * 50)
+    assert sum(a.nbytes for a in r) == sum(a.nbytes for a in r50)
+
+
+def test_docs_page_examples_run(tmp_path):
+    """The Python blocks of docs/metrics-streaming.md run as written, in order, in one namespace."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "metrics-streaming.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "docs/metrics-streaming.md", "exec"), namespace)
+    assert namespace["report"]["nc4"] < 0.05 and namespace["report"].num_samples == 20_000
