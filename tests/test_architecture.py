@@ -10,11 +10,11 @@ ROOT = Path(ufm.__file__).parent
 ROWS = {
     "_types": 0, "_version": 0,
     "labels": 1,
-    "losses": 2, "manifolds": 2, "theory": 2,
+    "losses": 2, "manifolds": 2, "theory": 2, "networks": 2,
     "problems": 3, "protocols": 3,
     "solvers": 4,
     "metrics": 5, "landscape": 5,
-    "sweep": 6, "compare": 6,
+    "sweep": 6, "compare": 6, "rfm": 6,
     "io": 7, "plots": 7, "cases": 7,
     "cli": 8, "__main__": 9,
 }
