@@ -49,10 +49,10 @@ def test_focal_origin_threshold():
 
 def test_origin_is_strict_saddle_iff_below_threshold():
     K, n, d = 3, 2, 3
-    for lam, expected in [(0.1, "strict saddle"), (0.5, "local minimum (second-order)")]:
+    for lam, expected in [(0.1, "strict saddle"), (0.5, "local minimum (strict, modulo symmetry)")]:
         problem = ufm.UFM(K, n, d, ufm.losses.CrossEntropy(), lam, lam, lambda_b=0.1)
         # Kτ = K √n λ: 0.42 (saddle), 2.1 (minimum)
-        assert ufm.landscape.classify_critical_point(problem, _origin(problem)) == expected
+        assert ufm.landscape.classify_critical_point(problem, _origin(problem)).verdict == expected
     problem = ufm.UFM(K, n, d, ufm.losses.CrossEntropy(), 0.1, 0.1, lambda_b=0.1)
     lam, direction = ufm.landscape.escape_direction(problem, _origin(problem))
     assert lam < 0 and float(jnp.sum(direction.W ** 2) + jnp.sum(direction.H ** 2)) > 0.99

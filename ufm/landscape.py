@@ -23,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -33,7 +34,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, PyTree
+from ufm._types import Array, PyTree, check_int
 from ufm.losses import MSE
 from ufm.problems import UFM
 from ufm.problems.deep import DeepUFM
@@ -121,24 +122,6 @@ def smallest_eigenpair(problem, params: PyTree) -> tuple[float, PyTree]:
         evals, evecs = np.linalg.eigh(basis.T @ Hm @ basis)
         v = basis @ evecs[:, 0]
     return float(evals[0]), unravel(jnp.asarray(v))
-
-
-def classify_critical_point(problem, params: PyTree, tol: float = 1e-8) -> str:
-    """'local minimum (second-order)', 'strict saddle' or 'degenerate' from the Hessian spectrum.
-
-    Assumes ``params`` is critical (check the gradient first); ``tol`` is relative to the largest
-    eigenvalue magnitude. Symmetry zeros count as degenerate here; :func:`certify` removes them.
-    """
-    evals = hessian_eigenvalues(problem, params)
-    scale = max(np.max(np.abs(evals)), 1e-300)
-    if evals[0] < -tol * scale:
-        return "strict saddle"
-    return "local minimum (second-order)" if evals[0] > tol * scale else "degenerate"
-
-
-def escape_direction(problem, params: PyTree) -> tuple[float, PyTree]:
-    """A negative-curvature direction (unit tangent eigenvector of the smallest eigenvalue)."""
-    return smallest_eigenpair(problem, params)
 
 
 # ---- symmetry ---------------------------------------------------------------------------------
@@ -464,3 +447,815 @@ def _certify_matrix_free(problem, params, S, eps, num_low, seed) -> Certificate:
     return Certificate(float(problem.value(params)), grad_norm, lam, scale, noise, S.shape[1],
                        int(zero.sum()), mu, float(lam[0]), U[:, above[:num_low]], U[:, zero], None,
                        "matrix-free", negative)
+
+
+# ---- matrix-free: the symmetry orbit projected out implicitly ---------------------------------
+#
+# A rotation group O(d) acting on the right of some factors (X → X Q) and on the left of others
+# (Y → Qᵀ Y) has orbit tangents T(A) = (X A, −A Y) for skew A. The projection of a vector v onto
+# them solves min_A ‖T(A) − v‖²: G A + A G = M − Mᵀ with G = Σ XᵀX + Σ Y Yᵀ (d×d) and
+# M = Σ Xᵀ V_X − Σ V_Y Yᵀ. In the eigenbasis of G = U Λ Uᵀ the solution is Ã_ij = C̃_ij/(λ_i + λ_j):
+# a d×d problem, never a [P, d(d−1)/2] basis. Pairs with λ_i + λ_j ≈ 0 (the stabiliser of the
+# point's row space) are dropped, with the rank rule of :func:`orthonormal_columns`.
+
+def _rotation_groups(problem, params):
+    """[(right factor leaf indices, left factor leaf indices, d), ...] of the problem's rotation
+    groups, indices into ``jax.tree.leaves(params)``."""
+    leaves = jax.tree.leaves(params)
+    if isinstance(problem, DeepUFM):
+        L = len(params.Ws)
+        groups = [([0, 1], [], params.H.shape[1])]  # leaves: H, W_1 … W_L, (b)
+        if problem.activation == "identity":
+            groups += [([1 + l], [l], params.Ws[l].shape[1]) for l in range(1, L)]
+        return groups
+    if isinstance(problem, (UFM, MultiLabelUFM, SphericalUFM, RegressionUFM)):
+        return [([0, 1], [], leaves[0].shape[1])]
+    raise NotImplementedError(f"no symmetry is registered for {type(problem).__name__}")
+
+
+def _bias_is_flat(problem, params) -> bool:
+    """Whether mean(b) is a flat direction (decided in Python: λ_b is a leaf, the answer static)."""
+    if isinstance(problem, RegressionUFM) or getattr(params, "b", None) is None:
+        return False
+    return _flat_bias_free(problem)
+
+
+def _symmetry_rtol(problem, params) -> float:
+    P = int(sum(np.size(x) for x in jax.tree.leaves(params)))
+    s = sum(d * (d - 1) // 2 for _, _, d in _rotation_groups(problem, params))
+    return 1e3 * np.finfo(np.float64).eps * max(P, s + 1)
+
+
+def _group_factor(leaves, right, left):
+    """The rows [X_1; …; Y_1ᵀ; …] whose Gram is G = Σ XᵀX + Σ Y Yᵀ: its SVD resolves the orbit's
+    singular values to eps (an eigh of G only to √eps)."""
+    return jnp.concatenate([leaves[i] for i in right] + [leaves[j].T for j in left], axis=0)
+
+
+def _pair_mask(s, rtol):
+    """Pairs i ≠ j whose orbit direction has singular value √(s_i² + s_j²) above rtol × the
+    largest (s: singular values of the group factor)."""
+    q = s[:, None] ** 2 + s[None, :] ** 2
+    off = ~jnp.eye(s.size, dtype=bool)
+    top = jnp.max(jnp.where(off, q, -jnp.inf)) if s.size > 1 else 0.0
+    return off & (q > (rtol ** 2) * jnp.maximum(top, 0.0)) & (q > 0)
+
+
+def _make_orbit_projector(problem, params, bias_flat: bool):
+    """(v ↦ component of v along the symmetry orbit, orbit dimension) for pytrees v; traceable.
+    ``bias_flat``: :func:`_bias_is_flat` (static)."""
+    leaves = jax.tree.leaves(params)
+    treedef = jax.tree.structure(params)
+    groups = _rotation_groups(problem, params)
+    rtol = _symmetry_rtol(problem, params)
+    bias_leaf = len(leaves) - 1 if bias_flat else None
+    coupled = len(groups) > 1
+    if not coupled:
+        right, left, d = groups[0]
+        _, sv, Vt = jnp.linalg.svd(_group_factor(leaves, right, left), full_matrices=False)
+        if sv.size < d:  # fewer rows than d: the missing singular values are exact zeros
+            sv = jnp.concatenate([sv, jnp.zeros(d - sv.size, sv.dtype)])
+            Vt = jnp.linalg.svd(_group_factor(leaves, right, left), full_matrices=True)[2]
+        U = Vt.T
+        mask = _pair_mask(sv, rtol)
+        denom = jnp.where(mask, sv[:, None] ** 2 + sv[None, :] ** 2, 1.0)
+        dim = jnp.sum(mask) // 2
+
+        def along(v):
+            vl = jax.tree.leaves(v)
+            M = sum(leaves[i].T @ vl[i] for i in right) - sum(vl[j] @ leaves[j].T for j in left)
+            C = U.T @ (M - M.T) @ U
+            A = U @ jnp.where(mask, C / denom, 0.0) @ U.T
+            out = [jnp.zeros_like(x) for x in vl]
+            for i in right:
+                out[i] = leaves[i] @ A
+            for j in left:
+                out[j] = -A @ leaves[j]
+            if bias_leaf is not None:
+                out[bias_leaf] = jnp.full_like(vl[bias_leaf], jnp.mean(vl[bias_leaf]))
+            return jax.tree.unflatten(treedef, out)
+    else:
+        # Coupled groups (deep linear: W_l appears in two of them): the normal equations in the
+        # stacked skew coordinates, a small dense Gram (Σ d_l(d_l−1)/2 square) built once.
+        sizes = [d * (d - 1) // 2 for _, _, d in groups]
+        tri = [np.triu_indices(d, 1) for _, _, d in groups]
+
+        def tangent(c):
+            out = [jnp.zeros_like(x) for x in leaves]
+            start = 0
+            for (right, left, d), (iu, ju), s in zip(groups, tri, sizes):
+                A = jnp.zeros((d, d), leaves[0].dtype).at[iu, ju].set(c[start:start + s],
+                                                                       unique_indices=True)
+                A = A - A.T
+                start += s
+                for i in right:
+                    out[i] = out[i] + leaves[i] @ A
+                for j in left:
+                    out[j] = out[j] - A @ leaves[j]
+            return out
+
+        total = sum(sizes)
+        zero_c = jnp.zeros(total, leaves[0].dtype)
+        tangent_T = jax.linear_transpose(tangent, zero_c)
+
+        def gram_col(e):
+            return tangent_T(tangent(e))[0]
+
+        Gm = jax.lax.map(gram_col, jnp.eye(total, dtype=leaves[0].dtype), batch_size=64)
+        sig, V = jnp.linalg.eigh((Gm + Gm.T) / 2)
+        # The Gram's eigenvalues are squared singular values, resolved to eps·max: a rank rule at
+        # that level (exact constructions have exact zeros; nonzero orbit directions are O(1)).
+        keep = sig > 1e3 * np.finfo(np.float64).eps * total * jnp.max(sig)
+        inv = jnp.where(keep, 1.0 / jnp.where(keep, sig, 1.0), 0.0)
+        dim = jnp.sum(keep)
+
+        def along(v):
+            vl = jax.tree.leaves(v)
+            c = V @ (inv * (V.T @ tangent_T(vl)[0]))
+            out = tangent(c)
+            if bias_leaf is not None:
+                out[bias_leaf] = jnp.full_like(vl[bias_leaf], jnp.mean(vl[bias_leaf]))
+            return jax.tree.unflatten(treedef, out)
+
+    return along, dim + (0 if bias_leaf is None else 1)
+
+
+@functools.partial(jax.jit, static_argnames=("bias_flat",))
+def _symmetry_dimension_jit(problem, params, bias_flat):
+    return _make_orbit_projector(problem, params, bias_flat)[1]
+
+
+def symmetry_dimension(problem, params: PyTree) -> int:
+    """Dimension of the problem's continuous symmetry orbit through ``params``, without forming a
+    basis (the matrix-free counterpart of ``symmetry_directions(problem, params).shape[1]``).
+
+    Two-factor models: d(d−1)/2 − (d−r)(d−r−1)/2 with r the rank of the rows of [W; H], plus 1 for
+    the flat mean(b) of a free bias under a softmax loss. Deep models: the rank of the orbit map of
+    the input rotation and, with the identity activation, of every hidden-layer rotation.
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+        >>> symmetry_dimension(p, p.init(jax.random.key(0)))  # 4·3/2 rotations + mean(b)
+        7
+    """
+    return int(_symmetry_dimension_jit(problem, params, _bias_is_flat(problem, params)))
+
+
+def _complement_ops(problem, params, locked, bias_flat):
+    """(proj, hess): proj maps a flat vector onto the tangent space minus the symmetry orbit and
+    minus the span of the rows of ``locked`` [k, P] (zero rows are no-ops); hess is the flat HVP."""
+    manifold = problem.manifold
+    _, unravel = jax.flatten_util.ravel_pytree(params)
+    egrad, hess_tree = riemannian_hessian_operator(problem, params)
+    along, _ = _make_orbit_projector(problem, params, bias_flat)
+
+    def tangent(v):
+        return _ravel(manifold.projection(params, unravel(v)))
+
+    def proj(v, symmetry=True):
+        v = tangent(v)
+        if symmetry:
+            v = v - _ravel(along(unravel(v)))
+        return v - locked.T @ (locked @ v)
+
+    def hess(v):
+        return _ravel(hess_tree(unravel(v)))
+
+    return proj, hess, egrad
+
+
+@functools.partial(jax.jit, static_argnames=("num_matvecs", "num_keep", "symmetry", "bias_flat"))
+def _lanczos_cycle(problem, params, v0, locked, sign, shift, num_matvecs, num_keep, symmetry,
+                   bias_flat):
+    """One Lanczos run (matfree, full reorthogonalisation) on
+    A = sign·(Pc Hess Pc) + shift·(I − Pc), Pc the projector onto the complement (tangent space
+    minus symmetry orbit minus ``locked``): the removed directions sit at ``shift``, away from the
+    end being sought. Returns every Ritz value (ascending), the ``num_keep`` lowest Ritz vectors
+    [num_keep, P] and their explicit residual norms ‖A y − θ y‖ (one more product each)."""
+    import matfree.decomp
+
+    proj, hess, _ = _complement_ops(problem, params, locked, bias_flat)
+
+    def op(v):
+        pv = proj(v, symmetry)
+        return sign * proj(hess(pv), symmetry) + shift * (v - pv)
+
+    start = proj(v0, symmetry)
+    res = matfree.decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)(op, start)
+    theta, S = jnp.linalg.eigh(res.J_small)
+    Y = S[:, :num_keep].T @ res.Q_tall  # only the wanted Ritz vectors: num_keep × P, not m × P
+    Y = Y / jnp.linalg.norm(Y, axis=1, keepdims=True)
+    R = jax.lax.map(op, Y) - theta[:num_keep, None] * Y  # one product at a time (memory)
+    return theta, Y, jnp.linalg.norm(R, axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eigenpairs:
+    """Extreme eigenpairs of the (Riemannian) Hessian from Hessian-vector products.
+
+    Attributes:
+        eigenvalues: ascending (``which="smallest"``) or descending (``"largest"``), [k].
+        vectors: [k, P] flat unit tangent eigenvectors (``ravel_pytree`` order); ``tree(i)``
+            gives the i-th as a parameter pytree.
+        residuals: ‖Hess y − θ y‖ of each pair: an eigenvalue lies within it (Weinstein's bound).
+        scale: largest eigenvalue magnitude found (the Hessian's scale).
+        tol: the residual each pair was required to meet (``rtol × scale``).
+        converged: whether every pair met ``tol``.
+        num_symmetry: dimension of the symmetry orbit removed (0 with ``symmetry=False``).
+        num_hvps: Hessian-vector products used.
+    """
+
+    eigenvalues: np.ndarray
+    vectors: np.ndarray
+    residuals: np.ndarray
+    scale: float
+    tol: float
+    converged: bool
+    num_symmetry: int
+    num_hvps: int
+    unravel: object = dataclasses.field(repr=False, compare=False, default=None)
+
+    def tree(self, i: int) -> PyTree:
+        """The i-th eigenvector as a parameter pytree."""
+        return self.unravel(jnp.asarray(self.vectors[i]))
+
+
+def _complement_dim(problem, params, num_symmetry) -> int:
+    return int(problem.manifold.dim(params)) - int(num_symmetry)
+
+
+def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "smallest",
+                       symmetry: bool = True, rtol: float = 1e-10, num_matvecs: int = 64,
+                       max_cycles: int = 60, seed: int = 0, scale: float | None = None) -> Eigenpairs:
+    """The k smallest (or largest) eigenvalues of the tangent Hessian with eigenvectors,
+    matrix-free: restarted Lanczos (:func:`matfree.decomp.tridiag_sym`, full reorthogonalisation)
+    with locking of converged pairs, so repeated eigenvalues are found with their multiplicity.
+
+    With ``symmetry`` the symmetry orbit is projected out implicitly (a d×d solve per product,
+    nothing P×s), and so is the normal space of a manifold. Each returned pair has residual
+    ‖Hess y − θ y‖ ≤ ``rtol`` × scale (``converged``), so an eigenvalue lies within that distance
+    of θ. One compilation per problem shape serves every cycle.
+
+    Args:
+        k: number of eigenpairs (≥ 1).
+        which: "smallest" or "largest".
+        symmetry: remove the symmetry orbit (True) or keep its zero eigenvalues (False).
+        rtol: residual tolerance relative to the Hessian's scale (> 0).
+        num_matvecs: Lanczos steps per cycle (memory: num_matvecs × P floats).
+        max_cycles: restarts allowed before returning unconverged pairs.
+        scale: the Hessian's largest eigenvalue magnitude, if known (else estimated first).
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 0.1, 0.1)
+        >>> origin = p.params(jax.numpy.zeros((3, 3)), jax.numpy.zeros((6, 3)), jax.numpy.zeros(3))
+        >>> e = extreme_eigenpairs(p, origin, k=1)
+        >>> e.converged, round(float(e.eigenvalues[0]), 10)  # λ_W = λ_H = 0.1: 0.1 − 1/(K√n)
+        (True, -0.1357022604)
+    """
+    k = check_int("k", k, low=1)
+    if which not in ("smallest", "largest"):
+        raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}")
+    if not isinstance(symmetry, (bool, np.bool_)):
+        raise ValueError(f"symmetry must be True or False, got {symmetry!r}")
+    if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
+        raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
+    num_matvecs = check_int("num_matvecs", num_matvecs, low=2)
+    max_cycles = check_int("max_cycles", max_cycles, low=1)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    P = int(flat.size)
+    bias_flat = _bias_is_flat(problem, params)
+    num_sym = int(_symmetry_dimension_jit(problem, params, bias_flat)) if symmetry else 0
+    dim_c = _complement_dim(problem, params, num_sym)
+    if k > dim_c:
+        raise ValueError(f"k must be <= {dim_c} (the dimension of the tangent space"
+                         f"{' minus the symmetry orbit' if symmetry else ''}), got {k}")
+    m = int(min(num_matvecs, max(dim_c, 1)))
+    rng = np.random.default_rng(seed)
+    dtype = flat.dtype
+    locked = jnp.zeros((k, P), dtype)
+    hvps = 0
+
+    keep = int(min(m, k + 4))
+
+    def cycle(v0, sign, shift, locked_now):
+        nonlocal hvps
+        theta, Y, res = _lanczos_cycle(problem, params, jnp.asarray(v0, dtype), locked_now,
+                                       jnp.asarray(sign, dtype), jnp.asarray(shift, dtype), m, keep,
+                                       symmetry, bias_flat)
+        hvps += m + keep  # Lanczos products + the explicit residuals
+        return np.asarray(theta), np.asarray(Y), np.asarray(res)
+
+    if scale is None:  # both ends of the spectrum from one run: the scale and the shift
+        theta, _, _ = cycle(rng.standard_normal(P), 1.0, 0.0, locked)
+        scale = float(np.max(np.abs(theta)))
+    scale = max(float(scale), np.finfo(np.float64).tiny)
+    sign = 1.0 if which == "smallest" else -1.0
+    shift = 3.0 * scale  # removed directions: far above the wanted (lower) end of sign·Hess
+    tol = rtol * scale
+    vals, vecs, resid = [], [], []
+    v0 = rng.standard_normal(P)
+    best = None
+    for _ in range(max_cycles):
+        if len(vals) == k:
+            break
+        theta, Y, res = cycle(v0, sign, shift, locked)
+        inside = theta[:keep] < 2.0 * scale  # the complement's, not the parked directions
+        theta, Y, res = theta[:keep][inside], Y[inside], res[inside]
+        j = 0
+        while len(vals) < k and j < theta.size and res[j] <= tol:
+            vals.append(sign * theta[j])
+            vecs.append(Y[j])
+            resid.append(res[j])
+            locked = locked.at[len(vals) - 1].set(jnp.asarray(Y[j], dtype))
+            j += 1
+        best = (theta[j:], Y[j:], res[j:])
+        # Restart from the wanted Ritz vectors not yet converged (plus a little noise, so that a
+        # Krylov space exhausted by a few distinct eigenvalues still sees every direction).
+        want = max(1, k - len(vals))
+        v0 = (Y[j:j + want].sum(axis=0) if theta.size > j else np.zeros(P))
+        v0 = v0 + 1e-3 * np.linalg.norm(v0) / math.sqrt(P) * rng.standard_normal(P) if np.any(v0) \
+            else rng.standard_normal(P)
+    converged = len(vals) == k
+    if not converged and best is not None:  # report the best unconverged Ritz pairs too
+        need = k - len(vals)
+        vals += list(sign * best[0][:need])
+        vecs += list(best[1][:need])
+        resid += list(best[2][:need])
+    order = np.argsort(np.asarray(vals) * sign)
+    vals_a = np.asarray(vals)[order]
+    return Eigenpairs(vals_a, np.asarray(vecs)[order], np.asarray(resid)[order],
+                      max(scale, float(np.max(np.abs(vals_a))) if vals_a.size else 0.0), tol,
+                      converged, num_sym, hvps, unravel)
+
+
+# ---- classification modulo symmetry -------------------------------------------------------------
+
+VERDICTS = ("local minimum (strict, modulo symmetry)", "strict saddle", "degenerate beyond symmetry")
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """Second-order classification of a critical point, modulo the model's symmetry.
+
+    Attributes:
+        verdict: one of :data:`VERDICTS`: "strict saddle" (an eigenvalue < −tol), else
+            "local minimum (strict, modulo symmetry)" (every zero is a symmetry zero), else
+            "degenerate beyond symmetry".
+        num_negative, num_zero, num_positive: eigenvalue counts of the tangent Hessian (|λ| ≤ tol
+            is zero). Dense: all of them. Matrix-free: the zeros are the symmetry dimension plus
+            the unexplained zeros among the computed eigenvalues, and ``complete`` says whether
+            the counts are exact (the largest computed eigenvalue is above tol) or lower bounds.
+        num_symmetry: dimension of the symmetry orbit (expected zeros).
+        num_unexplained_zeros: zeros of the Hessian restricted to the complement of the orbit.
+        tol: absolute zero threshold used.
+        min_eigenvalue: smallest eigenvalue on the complement of the orbit.
+        eigenvalues: complement eigenvalues found (all on the dense path, the k smallest else).
+        grad_norm: (Riemannian) gradient norm at the point (the classification assumes it is ~0).
+        method: "dense" or "matrix-free"; num_hvps: products used (0 on the dense path).
+    """
+
+    verdict: str
+    num_negative: int
+    num_zero: int
+    num_positive: int
+    num_symmetry: int
+    num_unexplained_zeros: int
+    tol: float
+    min_eigenvalue: float
+    eigenvalues: np.ndarray
+    grad_norm: float
+    method: str
+    complete: bool = True
+    num_hvps: int = 0
+
+    def summary(self) -> dict:
+        """JSON-friendly fields (the eigenvalues as a list)."""
+        out = dataclasses.asdict(self)
+        out["eigenvalues"] = np.asarray(self.eigenvalues).tolist()
+        return out
+
+
+def _verdict(lam, tol) -> tuple[str, int]:
+    unexplained = int(np.sum(np.abs(lam) <= tol))
+    if lam.size and lam[0] < -tol:
+        return VERDICTS[1], unexplained
+    return (VERDICTS[0] if unexplained == 0 else VERDICTS[2]), unexplained
+
+
+def _dense_complement(problem, params):
+    """(grad, tangent spectrum, complement basis C [P, c], complement eigenpairs) on the dense path."""
+    _check_dense(params)
+    g, Hm, P = (np.asarray(a, np.float64) for a in _dense_parts(problem, params))
+    T = _tangent_basis(problem, P)
+    S = symmetry_directions(problem, params)
+    PT = np.eye(Hm.shape[0]) if T is None else T @ T.T
+    evals_c, evecs_c = np.linalg.eigh(PT - S @ S.T)
+    C = evecs_c[:, evals_c > 0.5]
+    Hc = C.T @ Hm @ C
+    lam, V = np.linalg.eigh((Hc + Hc.T) / 2)
+    full = np.linalg.eigvalsh(Hm if T is None else T.T @ Hm @ T)
+    return g, full, S.shape[1], C, lam, V
+
+
+def _grad_norm(problem, params) -> float:
+    manifold = problem.manifold
+    egrad = jax.grad(problem.value)(params)
+    return float(manifold.norm(params, manifold.euclidean_to_riemannian_gradient(params, egrad)))
+
+
+def classify_critical_point(problem, params: PyTree, *, method: str | None = None,
+                            tol: float | None = None, k: int = 6, rtol: float = 1e-10,
+                            seed: int = 0) -> Classification:
+    """Classify a critical point by the Hessian spectrum modulo the symmetry orbit.
+
+    Zeros of the tangent Hessian along the model's continuous symmetry are expected
+    (:func:`symmetry_dimension` of them); only zeros beyond them, or negative curvature, make a
+    point degenerate or a saddle. ``method`` "dense" (default up to :data:`DENSE_MAX` parameters)
+    diagonalises the Hessian; "matrix-free" computes the ``k`` smallest eigenvalues on the
+    complement of the orbit by Lanczos (:func:`extreme_eigenpairs`), each to a residual
+    ``rtol`` × scale. ``tol``: zero threshold relative to the largest eigenvalue magnitude;
+    default the certificate's noise level, 1e3·eps·scale + 100·‖grad‖ (plus the Lanczos residual
+    bound on the matrix-free path).
+
+    Assumes ``params`` is critical: check ``grad_norm`` (recorded in the result).
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 0.1, 0.1, lambda_b=0.1)
+        >>> c = classify_critical_point(p, origin(p))
+        >>> c.verdict, c.num_negative, c.num_symmetry
+        ('strict saddle', 6, 0)
+        >>> p = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+        >>> c = classify_critical_point(p, p.params(**ufm.theory.predict(p).construct(seed=0)))
+        >>> c.verdict, c.num_zero == c.num_symmetry == 6
+        ('local minimum (strict, modulo symmetry)', True)
+    """
+    size = int(sum(np.size(x) for x in jax.tree.leaves(params)))
+    method = method or ("dense" if size <= DENSE_MAX else "matrix-free")
+    if method not in ("dense", "matrix-free"):
+        raise ValueError(f"method must be 'dense' or 'matrix-free', got {method!r}")
+    if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol must be a number in (0, 1) (relative to the largest eigenvalue), got {tol!r}")
+    eps = _eps(params)
+    if method == "dense":
+        g, full, num_sym, _, lam, _ = _dense_complement(problem, params)
+        grad_norm = float(np.linalg.norm(g))
+        scale = max(float(np.max(np.abs(full))) if full.size else 0.0, 1e-300)
+        thr = tol * scale if tol is not None else _noise(scale, grad_norm, eps)
+        verdict, unexplained = _verdict(lam, thr)
+        neg, zero = int(np.sum(full < -thr)), int(np.sum(np.abs(full) <= thr))
+        return Classification(verdict, neg, zero, int(full.size) - neg - zero, num_sym, unexplained,
+                              float(thr), float(lam[0]) if lam.size else math.nan, lam, grad_norm,
+                              "dense")
+    k = check_int("k", k, low=1)
+    e = extreme_eigenpairs(problem, params, k=k, rtol=rtol, seed=seed)
+    grad_norm = _grad_norm(problem, params)
+    lam, scale = np.asarray(e.eigenvalues), e.scale
+    thr = (tol * scale if tol is not None else _noise(scale, grad_norm, eps)) + float(np.max(e.residuals))
+    verdict, unexplained = _verdict(lam, thr)
+    neg = int(np.sum(lam < -thr))
+    complete = bool(e.converged and lam[-1] > thr)
+    dim = int(problem.manifold.dim(params))
+    zero = e.num_symmetry + unexplained
+    return Classification(verdict, neg, zero, dim - neg - zero, e.num_symmetry, unexplained,
+                          float(thr), float(lam[0]), lam, grad_norm, "matrix-free", complete,
+                          e.num_hvps)
+
+
+def escape_direction(problem, params: PyTree, *, method: str | None = None,
+                     seed: int = 0) -> tuple[float, PyTree]:
+    """(λ, v): the smallest eigenvalue of the Hessian on the tangent space minus the symmetry
+    orbit and its unit eigenvector v, a tangent pytree (a descent direction of curvature λ < 0 at
+    a strict saddle). Dense up to :data:`DENSE_MAX` parameters, Lanczos above."""
+    size = int(sum(np.size(x) for x in jax.tree.leaves(params)))
+    method = method or ("dense" if size <= DENSE_MAX else "matrix-free")
+    if method not in ("dense", "matrix-free"):
+        raise ValueError(f"method must be 'dense' or 'matrix-free', got {method!r}")
+    _, unravel = jax.flatten_util.ravel_pytree(params)
+    if method == "dense":
+        _, _, _, C, lam, V = _dense_complement(problem, params)
+        return float(lam[0]), unravel(jnp.asarray(C @ V[:, 0]))
+    e = extreme_eigenpairs(problem, params, k=1, seed=seed)
+    return float(e.eigenvalues[0]), e.tree(0)
+
+
+def escape_step(problem, params: PyTree, *, method: str | None = None,
+                steps=(1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)) -> PyTree:
+    """A point below a strict saddle: the lowest of R_x(±t v) over t ∈ ‖x‖·``steps`` (at least
+    1·``steps`` at the origin), v from :func:`escape_direction`, R the manifold's retraction.
+
+    Raises:
+        ValueError: if the point has no negative curvature, or no step lowers the objective.
+    """
+    lam, v = escape_direction(problem, params, method=method)
+    if not lam < 0:
+        raise ValueError(f"no negative curvature at this point (smallest eigenvalue {lam:.3g}): "
+                         "nothing to escape")
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    vflat = _ravel(v)
+    size = max(float(jnp.linalg.norm(flat)), 1.0)
+    value = float(problem.value(params))
+    best, best_value = None, value
+    for t in steps:
+        for sgn in (1.0, -1.0):
+            x = problem.manifold.retraction(params, unravel(sgn * size * t * vflat))
+            f = float(problem.value(x))
+            if math.isfinite(f) and f < best_value:
+                best, best_value = x, f
+    if best is None:
+        raise ValueError("no step along the negative-curvature direction lowers the objective")
+    return best
+
+
+# ---- known critical points ------------------------------------------------------------------------
+#
+# Constructors of critical points with closed-form values (docs/theory/landscape.md). Each
+# returns parameters of the problem; the tests check stationarity and the predicted value.
+
+def _require_balanced(problem, what):
+    if not getattr(problem, "balanced", True):
+        raise ValueError(f"{what} needs balanced classes (num_per_class an integer), got "
+                         f"num_per_class={problem.num_per_class!r}")
+
+
+def _mse_bias_origin(problem) -> float:
+    return 1.0 / (problem.num_classes * (1.0 + float(problem.lambda_b)))
+
+
+def origin(problem) -> PyTree:
+    """The origin of a two-factor or deep model, the critical point W = H = 0 (b = b₀1 with
+    b₀ = 1/(K(1+λ_b)) for MSE with a bias, b = mean(Y) for regression, else b = 0).
+
+    Below the threshold of a two-factor model (Kτ < g₀) it is a strict saddle with smallest
+    eigenvalue :func:`origin_smallest_eigenvalue`; for deep models (L ≥ 2) a strict local minimum.
+
+    Examples:
+        >>> import ufm
+        >>> x = origin(ufm.UFM(3, 2, 3, ufm.losses.MSE(), 0.1, 0.1, lambda_b=1.0))
+        >>> x.b.tolist()  # 1/(K(1 + λ_b))
+        [0.16666666666666666, 0.16666666666666666, 0.16666666666666666]
+    """
+    if isinstance(problem, DeepUFM):
+        x = problem.zeros()
+        if x.b is not None and isinstance(problem.loss, MSE):
+            x = x._replace(b=jnp.full_like(x.b, _mse_bias_origin(problem)))
+        return x
+    if isinstance(problem, RegressionUFM):
+        Y = jnp.asarray(problem.targets)
+        return problem.params(jnp.zeros((problem.target_dim, problem.dim)),
+                              jnp.zeros((problem.num_samples, problem.dim)), jnp.mean(Y, axis=0))
+    if isinstance(problem, UFM):
+        K, N, d = problem.num_classes, problem.num_samples, problem.dim
+        b = None
+        if problem.bias:
+            b0 = _mse_bias_origin(problem) if isinstance(problem.loss, MSE) else 0.0
+            b = jnp.full((K,), b0)
+        return problem.params(jnp.zeros((K, d)), jnp.zeros((N, d)), b)
+    raise ValueError(f"origin is defined for UFM, DeepUFM and RegressionUFM, got {type(problem).__name__}")
+
+
+def origin_smallest_eigenvalue(problem: UFM) -> float:
+    """Smallest Hessian eigenvalue at :func:`origin` of a balanced plain UFM (MSE, CE, LS), from
+    the closed form: the (W, H) block gives (λ_W + λ_H)/2 − √(((λ_W − λ_H)/2)² + g₀²/(K²n)), with
+    g₀ = 1 (CE, MSE) or 1 − α (LS); the decoupled b block adds λ_b + {0, 1/K} (softmax losses) or
+    1 + λ_b (MSE). Focal loss with a bias: NaN (its b block has no closed form here).
+
+    Examples:
+        >>> import ufm
+        >>> round(origin_smallest_eigenvalue(ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 0.1, 0.1)), 12)
+        -0.135702260396
+    """
+    return _origin_eigenvalues(problem)[0]
+
+
+def _origin_eigenvalues(problem: UFM) -> tuple[float, float]:
+    """(smallest overall, smallest of the (W, H) block) at the origin."""
+    from ufm.losses import CrossEntropy, Focal, LabelSmoothing
+
+    if not isinstance(problem, UFM):
+        raise ValueError(f"origin_smallest_eigenvalue needs a UFM, got {type(problem).__name__}")
+    _require_balanced(problem, "origin_smallest_eigenvalue")
+    K, n = problem.num_classes, problem.num_per_class
+    lw, lh, lb = float(problem.lambda_W), float(problem.lambda_H), float(problem.lambda_b)
+    loss = problem.loss
+    if isinstance(loss, (MSE, CrossEntropy)):
+        g0 = 1.0
+    elif isinstance(loss, LabelSmoothing):
+        g0 = 1.0 - float(loss.alpha)
+    elif isinstance(loss, Focal):
+        from ufm.theory.plain import focal_threshold
+        g0 = focal_threshold(K, float(loss.gamma))
+    else:
+        raise ValueError(f"no closed form at the origin for loss {loss!r}")
+    wh = (lw + lh) / 2 - math.sqrt(((lw - lh) / 2) ** 2 + g0 ** 2 / (K * K * n))
+    if not problem.bias:
+        return wh, wh
+    if isinstance(loss, MSE):
+        return min(wh, 1.0 + lb), wh
+    if isinstance(loss, Focal):
+        return math.nan, wh  # the focal b block has no closed form here
+    return min(wh, lb), wh
+
+
+def spherical_antipodal(problem: SphericalUFM, seed: int | None = None) -> PyTree:
+    """The spherical strict saddle: W = r_W W_E (simplex ETF), h_{k,i} = −(r_H/r_W) w_k, b = 0.
+
+    Its Riemannian gradient is 0 and F = log(1 + (K−1) exp(sK/(K−1))), s = r_W r_H/T
+    (:func:`spherical_antipodal_value`); d ≥ K−1 and balanced classes are needed.
+    """
+    from ufm.theory.frames import simplex_etf
+
+    if not isinstance(problem, SphericalUFM):
+        raise ValueError(f"spherical_antipodal needs a SphericalUFM, got {type(problem).__name__}")
+    _require_balanced(problem, "spherical_antipodal")
+    K, d, n = problem.num_classes, problem.dim, problem.num_per_class
+    if d < K - 1:
+        raise ValueError(f"spherical_antipodal needs dim >= K-1 = {K - 1}, got dim={d}")
+    rw, rh = float(problem.radius_W), float(problem.radius_H)
+    W = rw * simplex_etf(K, d, None if seed is None else np.random.default_rng(seed))
+    H = np.repeat(-(rh / rw) * W, n, axis=0)
+    return problem.params(W, H, np.zeros(K) if problem.bias else None)
+
+
+def spherical_antipodal_value(problem: SphericalUFM) -> float:
+    """F at :func:`spherical_antipodal`: log(1 + (K−1) exp(sK/(K−1)))."""
+    K, s = problem.num_classes, float(problem.inverse_temperature)
+    x = s * K / (K - 1)
+    return float(x + math.log(math.exp(-x) + (K - 1)))
+
+
+def group_etf(problem: UFM, num_groups: int, seed: int | None = None) -> PyTree:
+    """Rank-deficient ETF critical point of a CE UFM: the K classes merged into G = ``num_groups``
+    groups of K/G consecutive classes, each group sharing one ETF vector of a G-simplex (rank
+    G−1), features self-dual (H̄ = βWᵀ), b = 0.
+
+    By the permutation symmetry within and across groups the gradient lies in the family, where
+    F(t) = log(K/G) + log(1 + (G−1)e^{−t}) + Kτ(G−1)t/G in the logit gap t is stationary at
+    t* = log((G−1)(1−κ)/κ), κ = Kτ(G−1)/G, which needs Kτ < 1 (:func:`group_etf_value`).
+    G = K is the global minimiser; 2 ≤ G < K are strict saddles (docs/theory/landscape.md).
+    """
+    from ufm.theory.frames import simplex_etf
+
+    t = _group_etf_gap(problem, num_groups)
+    K, n, d, G = problem.num_classes, problem.num_per_class, problem.dim, num_groups
+    beta = math.sqrt(float(problem.lambda_W) / (n * float(problem.lambda_H)))
+    a = math.sqrt(t * (G - 1) / (G * beta))
+    U = simplex_etf(G, d, None if seed is None else np.random.default_rng(seed))
+    W = a * np.repeat(U, K // G, axis=0)
+    H = np.repeat(beta * W, n, axis=0)
+    return problem.params(W, H, np.zeros(K) if problem.bias else None)
+
+
+def _group_etf_gap(problem, G) -> float:
+    from ufm.losses import CrossEntropy
+
+    if not isinstance(problem, UFM) or not isinstance(problem.loss, CrossEntropy):
+        raise ValueError(f"group_etf needs a UFM with CrossEntropy(), got {problem!r}")
+    _require_balanced(problem, "group_etf")
+    K = problem.num_classes
+    G = check_int("num_groups", G, low=2, high=K)
+    if K % G:
+        raise ValueError(f"num_groups must divide num_classes = {K}, got {G}")
+    if problem.dim < G - 1:
+        raise ValueError(f"group_etf with {G} groups needs dim >= {G - 1}, got dim={problem.dim}")
+    lw, lh, n = float(problem.lambda_W), float(problem.lambda_H), problem.num_per_class
+    if lw <= 0 or lh <= 0:
+        raise ValueError("group_etf needs lambda_W > 0 and lambda_H > 0")
+    Ktau = K * math.sqrt(n * lw * lh)
+    if Ktau >= 1:
+        raise ValueError(f"group_etf exists only below the threshold, Kτ < 1; got Kτ = {Ktau:.6g}")
+    kap = Ktau * (G - 1) / G
+    return math.log((G - 1) * (1 - kap) / kap)
+
+
+def group_etf_value(problem: UFM, num_groups: int) -> float:
+    """F at :func:`group_etf`: log(K/G) + log(1 + (G−1)e^{−t*}) + Kτ(G−1)t*/G."""
+    t = _group_etf_gap(problem, num_groups)
+    K, G = problem.num_classes, num_groups
+    Ktau = K * math.sqrt(problem.num_per_class * float(problem.lambda_W) * float(problem.lambda_H))
+    return math.log(K / G) + math.log1p((G - 1) * math.exp(-t)) + Ktau * (G - 1) * t / G
+
+
+def deep_partial_rank(problem: DeepUFM, rank: int, branch: str = "min",
+                      seed: int | None = None) -> PyTree:
+    """Partial-rank critical point of the deep linear MSE model: ``rank`` of the R output
+    directions (R = K bias-free, K−1 with a free bias) at the balanced σ of ψ, the others at 0.
+
+    ``branch`` "min": σ = σ_loc, the nonzero local minimiser of ψ (value f_r of
+    :func:`ufm.theory.deep.partial_rank_values`); "max": the smaller root of h(σ) = κ (a local
+    maximum of ψ along each active direction: a strict saddle), L ≥ 2 only.
+    """
+    from ufm.theory import deep as deep_theory
+
+    s, R = _deep_partial_sigma(problem, rank, branch)
+    K, n, widths, L = problem.num_classes, problem.num_per_class, problem.widths, problem.depth
+    lh = float(problem.lambda_H)
+    lams = [float(v) for v in np.broadcast_to(np.asarray(problem.lambda_W), (L,))]
+    kap = deep_theory.kappa(K, n, lh, lams)
+    theta = (kap / K) * s ** (2.0 / (L + 1))
+    if problem.bias:
+        Q, _ = np.linalg.qr(np.eye(K)[:, :-1] - 1.0 / K)  # orthonormal basis of 1^⊥
+        V = Q[:, :rank]
+    else:
+        V = np.eye(K)[:, :rank]
+    rng = None if seed is None else np.random.default_rng(seed)
+    O = [_frame(w, rank, rng) for w in widths]
+    M1 = math.sqrt(theta / (n * lh)) * V @ O[0].T
+    Ws = [math.sqrt(theta / lams[l]) * O[l + 1] @ O[l].T for l in range(L - 1)]
+    Ws.append(math.sqrt(theta / lams[-1]) * V @ O[-1].T)
+    b = np.full(K, 1.0 / K) if problem.bias else None
+    del R
+    return problem.params(np.repeat(M1, n, axis=0), Ws, b)
+
+
+def _frame(d, r, rng):
+    from ufm.theory.frames import random_orthonormal
+
+    return random_orthonormal(d, r, rng)
+
+
+def _deep_partial_sigma(problem, rank, branch):
+    from ufm.theory import deep as deep_theory
+    from ufm.theory.scalar import bisect_decreasing
+
+    if not isinstance(problem, DeepUFM) or problem.activation != "identity" \
+            or not isinstance(problem.loss, MSE):
+        raise ValueError(f"deep_partial_rank needs a DeepUFM with MSE() and activation='identity', "
+                         f"got {problem!r}")
+    _require_balanced(problem, "deep_partial_rank")
+    if problem.bias and float(problem.lambda_b) != 0.0:
+        raise ValueError("deep_partial_rank with a bias needs lambda_b = 0 (a free bias)")
+    K, L = problem.num_classes, problem.depth
+    R = K - 1 if problem.bias else K
+    rank = check_int("rank", rank, low=0, high=R)
+    if min(problem.widths) < rank:
+        raise ValueError(f"deep_partial_rank of rank {rank} needs every width >= {rank}, got {problem.widths}")
+    if branch not in ("min", "max"):
+        raise ValueError(f"branch must be 'min' or 'max', got {branch!r}")
+    lams = [float(v) for v in np.broadcast_to(np.asarray(problem.lambda_W), (L,))]
+    kap = deep_theory.kappa(K, problem.num_per_class, float(problem.lambda_H), lams)
+    if rank == 0:
+        return 0.0, R
+    if branch == "min":
+        s = deep_theory.sigma_local(kap, L)
+    else:
+        if L < 2:
+            raise ValueError("branch='max' needs depth L >= 2 (at L = 1 ψ has one critical point)")
+        s0 = deep_theory.sigma_peak(L)
+        s = (bisect_decreasing(lambda v: -deep_theory.h(v, L), -kap, 0.0, s0)
+             if deep_theory.h(s0, L) > kap else math.nan)
+    if math.isnan(s):
+        raise ValueError(f"no nonzero critical σ of ψ at κ = {kap:.6g} (needs κ < κ_max = "
+                         f"{deep_theory.kappa_max(L):.6g})")
+    return s, R
+
+
+def deep_partial_rank_value(problem: DeepUFM, rank: int, branch: str = "min") -> float:
+    """F at :func:`deep_partial_rank`: (r ψ(σ) + (R − r)/2)/K."""
+    from ufm.theory import deep as deep_theory
+
+    s, R = _deep_partial_sigma(problem, rank, branch)
+    L, K = problem.depth, problem.num_classes
+    lams = [float(v) for v in np.broadcast_to(np.asarray(problem.lambda_W), (L,))]
+    kap = deep_theory.kappa(K, problem.num_per_class, float(problem.lambda_H), lams)
+    return (rank * deep_theory.psi(s, kap, L) + (R - rank) / 2) / K
+
+
+def known_critical_points(problem) -> dict:
+    """Name → (params, predicted value) of the problem's known critical points that exist at
+    its hyperparameters (none when a closed form does not apply)."""
+    out = {}
+    with contextlib.suppress(ValueError):
+        if isinstance(problem, UFM) and problem.balanced:
+            out["origin"] = origin(problem)
+    if isinstance(problem, UFM) and problem.balanced:
+        for G in range(2, problem.num_classes):
+            with contextlib.suppress(ValueError):
+                out[f"group_etf_{G}"] = group_etf(problem, G)
+    if isinstance(problem, SphericalUFM):
+        with contextlib.suppress(ValueError):
+            out["antipodal"] = spherical_antipodal(problem)
+    if isinstance(problem, DeepUFM):
+        out["origin"] = origin(problem)
+        R = problem.num_classes - (1 if problem.bias else 0)
+        for r in range(1, R + 1):
+            for branch in ("min", "max"):
+                with contextlib.suppress(ValueError):
+                    out[f"partial_rank_{r}_{branch}"] = deep_partial_rank(problem, r, branch)
+    return out
+
+
+def known_value(problem, name: str) -> float:
+    """The closed-form value of the critical point ``name`` of :func:`known_critical_points`."""
+    if name == "origin":
+        return float(problem.value(origin(problem)))  # a constant: the loss at zero outputs
+    if name.startswith("group_etf_"):
+        return group_etf_value(problem, int(name.rsplit("_", 1)[1]))
+    if name == "antipodal":
+        return spherical_antipodal_value(problem)
+    if name.startswith("partial_rank_"):
+        _, _, r, branch = name.split("_")
+        return deep_partial_rank_value(problem, int(r), branch)
+    raise ValueError(f"unknown critical point {name!r}")
