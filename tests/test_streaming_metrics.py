@@ -151,12 +151,14 @@ def test_input_dtypes(dtype, source):
     H64, y = _data(rng, K, d, 300)
     Hx = jnp.asarray(H64, dtype=dtype)
     H = np.asarray(Hx.astype(jnp.float64))  # the values the accumulator sees
-    if source == "numpy":
-        Hx = np.asarray(Hx)
-    yx = jnp.asarray(y) if source == "jax" else y
+    Hn = np.asarray(Hx)                      # float16 / bfloat16 (ml_dtypes) / ... in NumPy
     state = st.class_stats_init(K, d)
     for s in _batches(rng, len(y)):
-        state = st.class_stats_update(state, Hx[s], yx[s])
+        # JAX batches as a data loader yields them (device arrays; slicing a JAX array instead
+        # would compile one slice per batch size)
+        Hb, yb = (jnp.asarray(Hn[s]), jnp.asarray(y[s])) if source == "jax" else (Hn[s], y[s])
+        assert Hb.dtype == jnp.dtype(dtype)
+        state = st.class_stats_update(state, Hb, yb)
     r = st.collapse_report(state)
     assert state.within_scatter.dtype == np.float64
     assert _close(r["nc1"], float(nc1(H, y, K))) and _close(r["nc1_trace"], float(nc1_trace(H, y, K)))
