@@ -26,16 +26,13 @@ import sys
 import time
 
 from ufm._version import __version__
+from ufm.cli_models import SOLVERS, UsageError, add_model_arguments
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
 INT_MAX = 2**31 - 1  # step counters and sizes are int32 on device in float32 mode
 SEED_MAX = 2**32 - 1
 CHUNK_STEPS = 500  # steps per compiled call of a long solve (Ctrl-C is handled between calls)
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,6 +77,25 @@ def _float(low: float | None = None, low_open: bool = False):
     return parse
 
 
+def _add_solver_arguments(s) -> None:
+    s.add_argument("--solver", choices=list(SOLVERS), default=None,
+                   help="lbfgs (default, Euclidean models), tr (trust region; default for spherical), "
+                        "gd, adam, rgd (Riemannian gradient descent, spherical)")
+    s.add_argument("--lr", type=_float(0.0, low_open=True), default=None,
+                   help="learning rate (gd, adam, rgd; > 0; default 0.1 for gd, 0.01 for adam)")
+    s.add_argument("--max-steps", type=_int(1), default=20_000)
+    s.add_argument("--gtol", type=_float(0.0), default=None,
+                   help="gradient-norm tolerance (default 1e-12; 1e-6 with --float32, whose "
+                        "rounding floor 1e-12 is below)")
+    s.add_argument("--seed", type=_int(0, SEED_MAX), default=0)
+    s.add_argument("--init-scale", type=_float(0.0, low_open=True), default=0.5)
+    s.add_argument("--progress-every", type=_int(0), default=0, metavar="N",
+                   help="print progress every N steps (between compiled chunks)")
+    s.add_argument("--chunk-steps", type=_int(1), default=CHUNK_STEPS, metavar="N",
+                   help=f"steps per compiled call (Ctrl-C stops between calls; default {CHUNK_STEPS})")
+    s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ufm", description="Unconstrained features models: solve and verify theory.")
     p.add_argument("--version", action="version", version=f"ufm {__version__}")
@@ -97,34 +113,22 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--list", action="store_true", help="list the rows and exit")
     v.set_defaults(tier="default")
 
-    s = sub.add_parser("solve", help="solve one plain-UFM configuration and compare with theory")
-    s.add_argument("--loss", choices=["mse", "ce", "ls", "fl"], default="ce")
-    # Sizes and decays are range-checked by the model (its messages name the argument); the
-    # parser refuses what is not a finite number or an integer that fits the device's int32.
-    s.add_argument("--K", type=_int(-INT_MAX), default=4, help="number of classes (>= 2)")
-    s.add_argument("--n", type=_int(-INT_MAX), default=5, help="samples per class (>= 1)")
-    s.add_argument("--d", type=_int(-INT_MAX), default=4, help="feature dimension (>= 1)")
-    s.add_argument("--lambda-W", type=_float(), default=5e-3)
-    s.add_argument("--lambda-H", type=_float(), default=5e-3)
-    s.add_argument("--lambda-b", type=_float(), default=0.0)
-    s.add_argument("--no-bias", action="store_true")
-    s.add_argument("--alpha", type=_float(), default=0.1, help="label smoothing (loss ls), in [0, 1)")
-    s.add_argument("--gamma", type=_float(), default=2.0, help="focal parameter (loss fl), >= 0")
-    s.add_argument("--solver", choices=["lbfgs", "gd", "adam"], default="lbfgs")
-    s.add_argument("--lr", type=_float(0.0, low_open=True), default=None,
-                   help="learning rate (gd, adam; > 0; default 0.1 for gd, 0.01 for adam)")
-    s.add_argument("--max-steps", type=_int(1), default=20_000)
-    s.add_argument("--gtol", type=_float(0.0), default=None,
-                   help="gradient-norm tolerance (default 1e-12; 1e-6 with --float32, whose "
-                        "rounding floor 1e-12 is below)")
-    s.add_argument("--seed", type=_int(0, SEED_MAX), default=0)
-    s.add_argument("--init-scale", type=_float(0.0, low_open=True), default=0.5)
-    s.add_argument("--progress-every", type=_int(0), default=0, metavar="N",
-                   help="print progress every N steps (between compiled chunks)")
-    s.add_argument("--chunk-steps", type=_int(1), default=CHUNK_STEPS, metavar="N",
-                   help=f"steps per compiled call (Ctrl-C stops between calls; default {CHUNK_STEPS})")
-    s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
+    s = sub.add_parser("solve", help="solve one configuration of any model and compare with theory")
+    add_model_arguments(s)
+    _add_solver_arguments(s)
     s.add_argument("--out", metavar="PATH.npz", help="save the solution (npz + json, atomically)")
+
+    w = sub.add_parser("sweep", help="solve a grid of hyperparameters x seeds for any model: table "
+                       "and phase-diagram figure")
+    add_model_arguments(w)
+    _add_solver_arguments(w)
+    w.add_argument("--grid", action="append", default=[], metavar="NAME=VALUES",
+                   help="an axis of the grid: NAME=v1,v2,... or NAME=start:stop:num[:log], NAME a model "
+                        "option such as lambda_W, lambda_H, temperature, K, d (repeat for more axes)")
+    w.add_argument("--seeds", type=_int(1, 10_000), default=1, help="random starts per grid point")
+    w.add_argument("--out", metavar="DIR", required=True,
+                   help="directory for sweep.json, sweep.csv and the phase-diagram figure")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -241,59 +245,74 @@ def solve_in_chunks(problem, solver, params, *, max_steps: int, gtol: float,
     return sol._replace(num_steps=np.asarray(done)), done
 
 
-def cmd_solve(args) -> int:
+def _prepare(args):
+    """(problem, solver, gtol) from the arguments, every check made before anything is solved."""
     import jax
 
     if args.float32:
         jax.config.update("jax_enable_x64", False)
+    from ufm.cli_models import build_problem, make_solver
+
+    problem = build_problem(args)
+    solver = make_solver(problem, args.solver, args.lr)
+    gtol = args.gtol if args.gtol is not None else (1e-6 if args.float32 else 1e-12)
+    return problem, solver, gtol
+
+
+def _chunked(args):
+    def solve_fn(problem, solver, params, *, max_steps, gtol):
+        return solve_in_chunks(problem, solver, params, max_steps=max_steps, gtol=gtol,
+                               chunk_steps=args.chunk_steps, progress_every=args.progress_every)[0]
+    return solve_fn
+
+
+def cmd_solve(args) -> int:
     import ufm
+    from ufm.cli_models import solve_and_compare
 
     _check_out(args.out, ".npz")
-    loss = {"mse": ufm.losses.MSE, "ce": ufm.losses.CrossEntropy,
-            "ls": lambda: ufm.losses.LabelSmoothing(args.alpha),
-            "fl": lambda: ufm.losses.Focal(args.gamma)}[args.loss]()
-    problem = ufm.UFM(args.K, args.n, args.d, loss, args.lambda_W, args.lambda_H,
-                      lambda_b=args.lambda_b, bias=not args.no_bias)
-    if args.lr is not None and args.solver == "lbfgs":
-        raise UsageError("--lr applies to --solver gd or adam (L-BFGS chooses its steps by line search)")
-    if args.solver == "lbfgs":
-        solver = ufm.solvers.LBFGS()
-    elif args.solver == "gd":
-        solver = ufm.solvers.GradientDescent(0.1 if args.lr is None else args.lr, momentum=0.9)
-    else:
-        solver = ufm.solvers.Adam(1e-2 if args.lr is None else args.lr)
-    params = problem.init(jax.random.key(args.seed), args.init_scale)
-    gtol = args.gtol if args.gtol is not None else (1e-6 if args.float32 else 1e-12)
-    sol, _ = solve_in_chunks(problem, solver, params, max_steps=args.max_steps, gtol=gtol,
-                             chunk_steps=args.chunk_steps, progress_every=args.progress_every)
-    if int(sol.status) == int(ufm.Status.CONVERGED):  # a certified point: escape a saddle if stuck at one
-        from ufm.compare import escape_saddles
-
-        sol, _, escapes = escape_saddles(problem, solver, sol, gtol=gtol, max_steps=args.max_steps,
-                                         restarts=0)
-        if escapes:
-            print(f"escaped {escapes} saddle point(s) along negative curvature")
+    problem, solver, gtol = _prepare(args)
+    sol, report, notes = solve_and_compare(problem, solver, seed=args.seed, init_scale=args.init_scale,
+                                           max_steps=args.max_steps, gtol=gtol, solve_fn=_chunked(args),
+                                           restarts=getattr(args, "restarts", None))
     print(f"status {sol.status_name}, {int(sol.num_steps)} steps, F = {float(sol.value):.15g}, "
           f"|grad| = {float(sol.grad_norm):.3e}")
     code = EXIT_OK
+    for note in notes:
+        print(note)
     if int(sol.status) == int(ufm.Status.NONFINITE):
-        print("the solve became non-finite (try a smaller --lr or --init-scale): no comparison made")
+        print("no comparison made")
         code = EXIT_NONFINITE
-    else:
-        try:
-            prediction = ufm.theory.predict(problem)
-        except ufm.theory.NoClosedForm as exc:
-            print(f"no closed form: {exc}")
-        else:
-            report = ufm.compare(problem, sol, prediction)
-            print(report)
-            code = EXIT_OK if report.ok else EXIT_FAIL
+    elif report is not None:
+        print(report)
+        code = EXIT_OK if report.ok else EXIT_FAIL
     if args.out:
         ufm.io.save_solution(args.out, problem, sol, solver=solver, max_steps=args.max_steps,
                              init_scale=args.init_scale, seed=args.seed,
                              extra=dict(chunk_steps=args.chunk_steps))
         print(f"solution written to {args.out}")
     return code
+
+
+def cmd_sweep(args) -> int:
+    from ufm.sweep_cli import run_sweep
+
+    return run_sweep(args, prepare=_prepare, solve_fn=_chunked(args), check_out=_check_dir)
+
+
+def _check_dir(path: str) -> None:
+    """Refuse an --out directory that cannot be written, before anything is solved."""
+    from ufm.io import check_writable
+
+    if not path:
+        raise UsageError("--out must be a directory name, got ''")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out {path!r} exists and is not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        check_writable(os.path.join(path, "sweep.json"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--out {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 # The JAX options main() may change; each is put back as it was when main returns.
@@ -383,7 +402,7 @@ def _jax_configuration(jax):
 def _run(argv) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
-        raise UsageError("a command is required: verify or solve (see ufm --help)")
+        raise UsageError("a command is required: verify, solve or sweep (see ufm --help)")
     import warnings
 
     import jax
@@ -393,7 +412,7 @@ def _run(argv) -> int:
         warnings.filterwarnings("ignore", message=".*persistent compilation cache.*")
         jax.config.update("jax_enable_x64", True)  # the CLI is an application: theory checks in float64
         _enable_compilation_cache(jax)
-        return {"verify": cmd_verify, "solve": cmd_solve}[args.command](args)
+        return {"verify": cmd_verify, "solve": cmd_solve, "sweep": cmd_sweep}[args.command](args)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,123 @@
+"""`ufm solve --model ...` for every model and `ufm sweep`: each model solves to its closed form from
+the command line, options of other models are refused by name, and a sweep writes its table and
+figure (or, on bad input, nothing)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import ufm
+from ufm import cli
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "multilabel", "--K", "3", "--counts-by-size", "1:2,2:1", "--d", "3"],
+    ["--model", "regression", "--N", "12", "--spectrum", "3,1", "--d", "2"],
+    pytest.param(["--model", "spherical", "--K", "3", "--n", "2", "--d", "2", "--temperature", "0.5"],
+                 marks=pytest.mark.slow),
+    pytest.param(["--model", "deep", "--K", "3", "--n", "2", "--widths", "3,3"], marks=pytest.mark.slow),
+    pytest.param(["--model", "extended", "--K", "3", "--n", "2", "--d", "4", "--dim-hidden", "4"],
+                 marks=pytest.mark.slow),
+    pytest.param(["--model", "ufm", "--K", "3", "--n", "4,2,1", "--d", "3", "--loss", "mse", "--no-bias"],
+                 marks=pytest.mark.slow),
+], ids=["multilabel", "regression", "spherical", "deep", "extended", "ufm-imbalanced"])
+def test_every_model_solves_to_its_closed_form(argv, tmp_path, capsys):
+    out = tmp_path / "sol.npz"
+    assert cli.main(["solve", *argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "converged" in printed and "PASS" in printed and "FAIL" not in printed
+    problem, params, record = ufm.io.load_solution(out)
+    # the saved point has the closed-form value (independently of the printed report)
+    assert abs(float(problem.value(params)) - ufm.theory.predict(problem).value) <= 1e-9 * abs(
+        ufm.theory.predict(problem).value)
+
+
+@pytest.mark.slow
+def test_no_closed_form_exits_0_with_the_certified_value(capsys):
+    assert cli.main(["solve", "--model", "deep", "--loss", "ce", "--K", "3", "--n", "1",
+                     "--widths", "2,2", "--restarts", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "no closed form" in printed and "DNC candidate (an upper bound)" in printed
+
+
+def test_config_round_trip(tmp_path, capsys):
+    p = ufm.MultiLabelUFM.balanced(3, {1: 2, 2: 1}, 3, ufm.losses.PickAllLabel(), 5e-3, 5e-3)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"config": p.config()}))
+    assert cli.main(["solve", "--config", str(path)]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--model", "spherical", "--lambda-W", "1"], "--lambda-W does not apply to --model spherical"),
+    (["--model", "ufm", "--temperature", "2"], "--temperature does not apply to --model ufm"),
+    (["--model", "regression", "--K", "3"], "--K does not apply to --model regression"),
+    (["--model", "deep", "--widths", "3,x"], "--widths: must be a comma-separated list of integers"),
+    (["--model", "deep", "--widths", "3,0"], "widths"),
+    (["--model", "deep", "--lambda-W", "0.1,0.1,0.1", "--widths", "3,3"], "lambda_W"),
+    (["--model", "multilabel", "--counts-by-size", "1:4,1:2"], "label-set size 1 is given twice"),
+    (["--model", "multilabel", "--counts-by-size", "14"], "SIZE:COUNT"),
+    (["--model", "multilabel", "--loss", "ce"], "--loss must be one of pal, pal_normalised"),
+    (["--model", "regression", "--spectrum", "1,2", "--targets", "x.npy"], "alternatives"),
+    (["--model", "regression", "--targets", "/no/such/file.npy"], "No such file"),
+    (["--model", "regression", "--spectrum", "1,-2"], "spectrum"),
+    (["--model", "regression", "--N", "2", "--spectrum", "1,2"], "num_samples"),
+    (["--model", "spherical", "--solver", "lbfgs"], "Euclidean only"),
+    (["--model", "spherical", "--temperature", "0"], "temperature"),
+    (["--model", "ufm", "--solver", "rgd"], "--solver rgd is for --model spherical"),
+    (["--model", "ufm", "--n", "3,2"], "num_per_class"),
+    (["--model", "ufm", "--loss", "ce", "--alpha", "0.2"], "--alpha applies to --loss ls"),
+    (["--model", "extended", "--no-bias"], "--no-bias does not apply"),
+    (["--config", "/no/such.json"], "No such file"),
+    (["--config", "/dev/null"], "not JSON"),
+])
+def test_bad_model_options_one_line_exit_2(argv, fragment, capsys):
+    assert cli.main(["solve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err
+
+
+def test_config_with_model_options_is_refused(tmp_path, capsys):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(ufm.UFM(3, 2, 3, ufm.losses.MSE(), 0.1, 0.1).config()))
+    assert cli.main(["solve", "--config", str(path), "--K", "4"]) == 2
+    assert "--config describes the whole problem" in capsys.readouterr().err
+
+
+def test_sweep_writes_table_and_figure(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", "--loss", "mse", "--no-bias", "--K", "3", "--n", "2", "--d", "3",
+                     "--lambda-H", "0.1", "--grid", "lambda_W=0.01,3", "--seeds", "2", "--out", str(out),
+                     "--no-progress"])
+    assert code == 0
+    table = json.loads((out / "sweep.json").read_text())
+    assert table["solves"] == 4 and table["failed"] == 0
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert len(rows) == 4 and {r["lambda_W"] for r in rows} == {"0.01", "3.0"}
+    # bias-free MSE (docs/theory/mse.md): W = H = 0 is optimal once λ_W λ_H ≥ 1/(K²n)... written out
+    K, n, lam_H = 3, 2, 0.1
+    for r in table["rows"]:
+        lam_W = r["lambda_W"]
+        collapsed = np.sqrt(K * n * lam_W * lam_H) < 1 / np.sqrt(K)  # √(Nλ_Wλ_H) < 1/√K
+        assert (r["predicted"] < 0.5) == collapsed and r["ok"]
+    assert (out / "phase.png").stat().st_size > 0 and (out / "phase.pdf").stat().st_size > 0
+
+
+@pytest.mark.parametrize("grid, fragment", [
+    (["--grid", "lambda_W=-1,0.1"], "grid point {'lambda_W': -1.0}"),
+    (["--grid", "temperature=1,2"], "not a numeric option of --model ufm"),
+    (["--grid", "lambda_W=1e-3:1:3:lin"], "must be 'log'"),
+    (["--grid", "lambda_W=0:1:3:log"], "log axis needs start > 0"),
+    (["--grid", "lambda_W"], "NAME=VALUES"),
+    (["--grid", "lambda_W=1", "--grid", "lambda-W=2"], "names an option twice"),
+    (["--grid", "lambda_W=1", "--lambda-W", "2"], "also a --grid axis"),
+    ([], "at least one --grid"),
+])
+def test_sweep_bad_grid_writes_nothing(grid, fragment, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--out", str(out), *grid]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+    assert not out.exists()
