@@ -16,7 +16,7 @@ ROWS = {
     "metrics": 5, "landscape": 5,
     "sweep": 6, "compare": 6, "rfm": 6,
     "io": 7, "plots": 7, "cases": 7,
-    "cli_models": 8, "sweep_cli": 9, "landscape_cli": 9, "cli": 10, "__main__": 11,
+    "cli_models": 8, "reproduce": 8, "sweep_cli": 9, "landscape_cli": 9, "cli": 10, "__main__": 11,
 }
 
 
