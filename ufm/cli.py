@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="DIR", required=True,
                    help="directory for sweep.json, sweep.csv and the phase-diagram figure")
     w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    r = sub.add_parser("reproduce", help="run every experiment script of the source checkout "
+                       "(one subprocess each) into OUT/: JSON, PNG and PDF figures, an index")
+    r.add_argument("out", metavar="OUT", help="output directory (one subdirectory per experiment)")
+    r.add_argument("--quick", action="store_true", help="smoke-sized runs of every script")
+    r.add_argument("--only", metavar="NAME", help="only these experiments (comma-separated names)")
     return p
 
 
@@ -399,6 +405,14 @@ def _jax_configuration(jax):
                 compilation_cache.reset_cache()  # the cache object is opened once per dir
 
 
+def cmd_reproduce(args) -> int:
+    from ufm import reproduce
+
+    record = reproduce.run(args.out, quick=args.quick, only=args.only,
+                           progress=lambda line: print(line, flush=True))
+    return EXIT_OK if record["ok"] else EXIT_FAIL
+
+
 def _run(argv) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
@@ -412,7 +426,8 @@ def _run(argv) -> int:
         warnings.filterwarnings("ignore", message=".*persistent compilation cache.*")
         jax.config.update("jax_enable_x64", True)  # the CLI is an application: theory checks in float64
         _enable_compilation_cache(jax)
-        return {"verify": cmd_verify, "solve": cmd_solve, "sweep": cmd_sweep}[args.command](args)
+        return {"verify": cmd_verify, "solve": cmd_solve, "sweep": cmd_sweep,
+                "reproduce": cmd_reproduce}[args.command](args)
 
 
 def _one_line(exc: BaseException) -> str:
