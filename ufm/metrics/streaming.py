@@ -614,7 +614,7 @@ class RegressionStats(NamedTuple):
         count: N.
         shift: a fixed reference point of the joint rows (the first batch's mean) [d + t].
         shifted_mean: the mean of the joint rows [h | y] minus ``shift`` [d + t].
-        scatter: the centred joint scatter Σ_i (z_i − z̄)(z_i − z̄)ᵀ of z = [h | y] [d+t, d+t].
+        scatter: the centred joint scatter Σ_i (z_i − z̄)(z_i − z̄)ᵀ of z = (h, y), a [d+t, d+t] matrix.
         unit_count: rows of H that are not exactly zero.
         unit_moment: Σ ĥ ĥᵀ over those rows, ĥ = h/‖h‖ [d, d].
         num_batches: batches seen.
