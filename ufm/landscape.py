@@ -686,7 +686,7 @@ def _complement_dim(problem, params, num_symmetry) -> int:
 
 
 def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "smallest",
-                       symmetry: bool = True, rtol: float = 1e-10, num_matvecs: int = 64,
+                       symmetry: bool = True, rtol: float = 1e-10, num_matvecs: int | None = None,
                        max_cycles: int = 60, seed: int = 0, scale: float | None = None) -> Eigenpairs:
     """The k smallest (or largest) eigenvalues of the tangent Hessian with eigenvectors,
     matrix-free: restarted Lanczos (:func:`matfree.decomp.tridiag_sym`, full reorthogonalisation)
@@ -702,7 +702,9 @@ def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "sma
         which: "smallest" or "largest".
         symmetry: remove the symmetry orbit (True) or keep its zero eigenvalues (False).
         rtol: residual tolerance relative to the Hessian's scale (> 0).
-        num_matvecs: Lanczos steps per cycle (memory: num_matvecs × P floats).
+        num_matvecs: Lanczos steps per cycle (memory: num_matvecs × P floats); default 128 up
+            to 200,000 parameters, 64 above (a dense low end converges in far fewer products
+            with the longer cycles).
         max_cycles: restarts allowed before returning unconverged pairs.
         scale: the Hessian's largest eigenvalue magnitude, if known (else estimated first).
 
@@ -721,10 +723,11 @@ def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "sma
         raise ValueError(f"symmetry must be True or False, got {symmetry!r}")
     if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    num_matvecs = check_int("num_matvecs", num_matvecs, low=2)
-    max_cycles = check_int("max_cycles", max_cycles, low=1)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     P = int(flat.size)
+    num_matvecs = (128 if P <= 200_000 else 64) if num_matvecs is None else num_matvecs
+    num_matvecs = check_int("num_matvecs", num_matvecs, low=2)
+    max_cycles = check_int("max_cycles", max_cycles, low=1)
     bias_flat = _bias_is_flat(problem, params)
     num_sym = int(_symmetry_dimension_jit(problem, params, bias_flat)) if symmetry else 0
     dim_c = _complement_dim(problem, params, num_sym)
@@ -1259,3 +1262,88 @@ def known_value(problem, name: str) -> float:
         _, _, r, branch = name.split("_")
         return deep_partial_rank_value(problem, int(r), branch)
     raise ValueError(f"unknown critical point {name!r}")
+
+
+# ---- spectral density (stochastic Lanczos quadrature) -------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SpectralDensity:
+    """Stochastic Lanczos quadrature of the tangent Hessian's spectrum.
+
+    Attributes:
+        nodes, weights: [num_probes, m] Ritz values and Gauss weights of each probe (each row of
+            weights sums to 1): the spectral measure is their average.
+        dim: dimension of the space the operator acts on (the tangent space, minus the symmetry
+            orbit with ``symmetry=True``); density × dim counts eigenvalues.
+        num_hvps: Hessian-vector products used.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    dim: int
+    num_hvps: int
+
+    def density(self, grid, width: float) -> np.ndarray:
+        """The measure smoothed by a Gaussian of standard deviation ``width`` on ``grid``
+        (integrates to 1)."""
+        grid = np.asarray(grid, np.float64)
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width!r}")
+        z = (grid[:, None] - self.nodes.ravel()[None, :]) / width
+        k = np.exp(-0.5 * z ** 2) / (width * math.sqrt(2 * math.pi))
+        return k @ self.weights.ravel() / self.nodes.shape[0]
+
+    def mass(self, low: float, high: float) -> float:
+        """Fraction of eigenvalues in [low, high] (estimated)."""
+        inside = (self.nodes >= low) & (self.nodes <= high)
+        return float(np.sum(self.weights * inside) / self.nodes.shape[0])
+
+
+@functools.partial(jax.jit, static_argnames=("num_matvecs", "symmetry", "bias_flat"))
+def _slq(problem, params, probes, num_matvecs, symmetry, bias_flat):
+    import matfree.decomp
+
+    locked = jnp.zeros((1, probes.shape[1]), probes.dtype)
+    proj, hess, _ = _complement_ops(problem, params, locked, bias_flat)
+    tridiag = matfree.decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)
+
+    def one(z):
+        v = proj(z, symmetry)
+        res = tridiag(lambda u: proj(hess(proj(u, symmetry)), symmetry), v)
+        theta, S = jnp.linalg.eigh(res.J_small)
+        return theta, S[0, :] ** 2
+
+    return jax.lax.map(one, probes)
+
+
+def spectral_density(problem, params: PyTree, *, num_probes: int = 8, num_matvecs: int = 60,
+                     symmetry: bool = False, seed: int = 0) -> SpectralDensity:
+    """Spectral density of the tangent Hessian by stochastic Lanczos quadrature (matfree's
+    Lanczos on Rademacher probes projected onto the tangent space).
+
+    With ``symmetry=False`` the orbit's zero eigenvalues stay in (a spike at 0 of mass
+    num_symmetry/dim); with True they are projected out. Memory: num_matvecs × P floats.
+
+    Examples:
+        >>> import jax, ufm
+        >>> p = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+        >>> x = p.params(**ufm.theory.predict(p).construct(seed=0))
+        >>> sd = spectral_density(p, x, num_probes=4, num_matvecs=20)
+        >>> sd.dim, round(sd.weights.sum(axis=1).mean(), 12)
+        (39, 1.0)
+    """
+    import matfree.stochtrace
+
+    num_probes = check_int("num_probes", num_probes, low=1)
+    num_matvecs = check_int("num_matvecs", num_matvecs, low=2)
+    if not isinstance(symmetry, (bool, np.bool_)):
+        raise ValueError(f"symmetry must be True or False, got {symmetry!r}")
+    flat, _ = jax.flatten_util.ravel_pytree(params)
+    bias_flat = _bias_is_flat(problem, params)
+    num_sym = int(_symmetry_dimension_jit(problem, params, bias_flat)) if symmetry else 0
+    dim = _complement_dim(problem, params, num_sym)
+    m = int(min(num_matvecs, dim))
+    sampler = matfree.stochtrace.sampler_signs(flat, num=num_probes)
+    probes = sampler(jax.random.key(seed))
+    nodes, weights = _slq(problem, params, probes, m, bool(symmetry), bias_flat)
+    return SpectralDensity(np.asarray(nodes), np.asarray(weights), dim, num_probes * m)
