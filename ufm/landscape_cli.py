@@ -42,12 +42,12 @@ class LandscapeUsageError(ValueError):
 
 
 def _load_problem(args):
-    import ufm
+    from ufm import io
 
     if (args.config is None) == (args.solution is None):
         raise LandscapeUsageError("give exactly one of CONFIG.json or --solution PATH.npz")
     if args.solution is not None:
-        problem, params, _ = ufm.io.load_solution(args.solution)
+        problem, params, _ = io.load_solution(args.solution)
         return problem, params
     try:
         with open(args.config) as fh:
@@ -58,20 +58,21 @@ def _load_problem(args):
         raise LandscapeUsageError(f"config {args.config!r} is not JSON: {exc}") from None
     if isinstance(cfg, dict) and "model" not in cfg and isinstance(cfg.get("config"), dict):
         cfg = cfg["config"]
-    return ufm.io.problem_from_config(cfg), None
+    return io.problem_from_config(cfg), None
 
 
 def _solve(problem, seed, max_steps):
     import jax
 
-    import ufm
+    from ufm import solvers
+    from ufm.compare import certified_solve
 
     if getattr(problem.manifold, "is_euclidean", False):
-        solver = ufm.solvers.LBFGS()
+        solver = solvers.LBFGS()
     else:
-        solver = ufm.solvers.TrustRegion()
+        solver = solvers.TrustRegion()
     x0 = problem.init(jax.random.key(seed))
-    return ufm.certified_solve(problem, solver, x0, gtol=1e-10, max_steps=max_steps)
+    return certified_solve(problem, solver, x0, gtol=1e-10, max_steps=max_steps)
 
 
 def _row(name, problem, params, method, k, predicted=None):
@@ -93,17 +94,16 @@ def _print_table(rows):
 
 
 def _figure(problem, points, path_png):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import jax
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
     from ufm import io, landscape, plots
 
-    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(points), 3.4))
+    axes = fig.subplots(1, len(points), squeeze=False)
     for ax, (name, params) in zip(axes[0], points):
         sd = landscape.spectral_density(problem, params, num_probes=8, num_matvecs=60)
-        size = sum(int(a.size) for a in __import__("jax").tree.leaves(params))
+        size = sum(int(a.size) for a in jax.tree.leaves(params))
         exact = landscape.hessian_eigenvalues(problem, params) if size <= landscape.DENSE_MAX else None
         plots.spectral_density_plot(ax, sd, exact=exact)
         ax.set_title(name)
@@ -111,7 +111,6 @@ def _figure(problem, points, path_png):
     fig.tight_layout()
     io.save_figure(path_png, fig)
     io.save_figure(path_png[:-4] + ".pdf", fig)
-    plt.close(fig)
 
 
 def run(args) -> int:
