@@ -1329,7 +1329,7 @@ def spectral_density(problem, params: PyTree, *, num_probes: int = 8, num_matvec
         >>> p = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
         >>> x = p.params(**ufm.theory.predict(p).construct(seed=0))
         >>> sd = spectral_density(p, x, num_probes=4, num_matvecs=20)
-        >>> sd.dim, round(sd.weights.sum(axis=1).mean(), 12)
+        >>> sd.dim, round(float(sd.weights.sum(axis=1).mean()), 12)
         (39, 1.0)
     """
     import matfree.stochtrace
