@@ -147,6 +147,7 @@ def figure(res: dict, cfg: dict, path: Path) -> None:
                         ("equinorm_W", 2, "equinorm W"), ("equiangle_means", 3, "equiangle M")):
         ax.semilogy(x, [max(r[key], 1e-16) for r in h], color=COLORS[c], label=lab)
     ax.set(title="NC2 (UFM: 0)", ylabel="distance")
+    ax.set_ylim(bottom=min(1e-2, ax.get_ylim()[0]))  # room for the legend below the curves
     ax = axes[0, 2]
     ax.semilogy(x, [r["nc3_duality"] for r in h], color=COLORS[0], label="NC3 ‖W/‖W‖ − M/‖M‖‖")
     ax.semilogy(x, [r["nc3_zhu"] for r in h], color=COLORS[1], label="NC3 (Zhu) of W Mᵀ")
@@ -170,9 +171,9 @@ def figure(res: dict, cfg: dict, path: Path) -> None:
     ax.set(title="scales against the UFM (lines)", ylabel="value")
     for a in axes.flat[:5]:
         a.set_xscale("log")
-        a.set_xlabel("training step t")
+        a.set_xlabel("training step t (t = 0 drawn at 1)")
         a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=7, loc="best")
+        a.legend(fontsize=7, loc="lower right" if a is axes[0, 1] else "best")
     ax = axes[1, 2]
     for key, c, lab in (("per_layer_start", 1, "initialisation"), ("per_layer_end", 0, "end of training")):
         rows = res[key]

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import jax
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -13,7 +14,14 @@ def _main(name):
     spec = importlib.util.spec_from_file_location(f"{name}_experiment", EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+
+    def main(argv):
+        # The experiments train in float32 with optax, whose schedules and Adam bias correction mix
+        # dtypes: run them under JAX's standard promotion, as a user would, not the suite's strict one.
+        with jax.numpy_dtype_promotion("standard"):
+            return module.main(argv)
+
+    return main
 
 
 def _figures(path: Path, *stems):

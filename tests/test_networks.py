@@ -82,6 +82,14 @@ def test_train_bad_input(setup, kwargs, match):
         networks.train(params, X, args.pop("targets"), args.pop("loss"), args.pop("optimizer"), **args)
 
 
+def test_apply_bad_input(setup):
+    params, X, _ = setup
+    with pytest.raises(ValueError, match=r"X must be \[N, 4\]"):
+        networks.layer_inputs(params, X[:, :3])
+    with pytest.raises(ValueError, match="params must be a tuple of layers"):
+        networks.mlp_apply({"W": 1}, X)
+
+
 def test_init_bad_input():
     with pytest.raises(ValueError, match="at least two widths"):
         networks.mlp_init(jax.random.key(0), [4])
@@ -89,3 +97,10 @@ def test_init_bad_input():
         networks.mlp_init(jax.random.key(0), [4, 0])
     with pytest.raises(TypeError, match="key"):
         networks.mlp_init(0, [4, 2])
+
+
+def test_init_keeps_the_requested_dtype():
+    params = networks.mlp_init(jax.random.key(0), [3, 4, 2], dtype=jnp.float32)
+    assert {str(x.dtype) for x in jax.tree.leaves(params)} == {"float32"}
+    W = np.asarray(params[0]["W"], np.float64)
+    assert 0.2 < np.std(W) * np.sqrt(3 / 2) < 3.0  # He scale √(2/d_in), loosely (12 draws)

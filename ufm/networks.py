@@ -54,9 +54,22 @@ def mlp_init(key, sizes: Sequence[int], *, dtype=None) -> tuple:
     dtype = jnp.asarray(0.0).dtype if dtype is None else dtype
     layers = []
     for k, (d_in, d_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
-        W = jax.random.normal(k, (d_out, d_in), dtype) * np.sqrt(2.0 / d_in)
+        W = jax.random.normal(k, (d_out, d_in), dtype) * float(np.sqrt(2.0 / d_in))  # weak: keeps dtype
         layers.append({"W": W, "b": jnp.zeros((d_out,), dtype)})
     return tuple(layers)
+
+
+def _check_inputs(params, X) -> Array:
+    """X as a 2-D array with as many columns as the first layer takes, else ValueError."""
+    try:
+        d_in = params[0]["W"].shape[1]
+    except (TypeError, KeyError, IndexError, AttributeError):
+        raise ValueError("params must be a tuple of layers {'W': [d_out, d_in], 'b': [d_out]} "
+                         "(from mlp_init)") from None
+    X = jnp.asarray(X)
+    if X.ndim != 2 or X.shape[1] != d_in:
+        raise ValueError(f"X must be [N, {d_in}] (the first layer's input width), got shape {tuple(X.shape)}")
+    return X
 
 
 def _forward(params, X, activation):
@@ -72,7 +85,7 @@ def _forward(params, X, activation):
 
 def mlp_apply(params, X: ArrayLike, activation: Callable = jax.nn.relu) -> Array:
     """Outputs [N, d_out] of the MLP (no activation after the last layer)."""
-    return _forward(params, jnp.asarray(X), activation)[1]
+    return _forward(params, _check_inputs(params, X), activation)[1]
 
 
 def layer_inputs(params, X: ArrayLike, activation: Callable = jax.nn.relu) -> list:
@@ -81,7 +94,7 @@ def layer_inputs(params, X: ArrayLike, activation: Callable = jax.nn.relu) -> li
     The last entry is the penultimate features H, with ``params[-1]["W"]`` the classifier (or
     regression head) W acting on it.
     """
-    return _forward(params, jnp.asarray(X), activation)[0]
+    return _forward(params, _check_inputs(params, X), activation)[0]
 
 
 def _sample_loss(loss: str, outputs, targets):
@@ -144,7 +157,7 @@ def train(params, X: ArrayLike, targets: ArrayLike, loss: str, optimizer: optax.
     check_scalar("weight_decay", weight_decay, low=0.0, high=None, allowed="a real number >= 0")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}")
-    X = jnp.asarray(X)
+    X = _check_inputs(params, X)
     targets = jnp.asarray(targets)
     if targets.shape[0] != X.shape[0]:
         raise ValueError(f"X and targets need the same number of rows, got {X.shape} and {targets.shape}")
