@@ -10,7 +10,9 @@ shows the Gram matrices W Wᵀ at one λ; the JSON holds every number.
 Usage:
     python experiments/loss_family.py [--out DIR] [--quick]
 
-Writes DIR/loss_family.png and DIR/loss_family.json (default DIR: results/loss_family/).
+Writes DIR/loss_family.json, .png and .pdf (default DIR: results/loss_family/). The collapse
+threshold of each loss (``ufm.theory.threshold``: Kτ = 1 for CE and MSE, Kτ + α = 1 for LS, the
+global FL threshold) is marked.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ FAMILIES = {
     "FL": (ufm.losses.Focal, "gamma", [1.0, 2.0]),
 }
 QUANTITIES = ("value", "margin", "norm_W_sq", "gram_W")  # reported relative errors
+# Okabe-Ito, colour-blind safe.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 
 def _label(family: str, hyper: str | None, h) -> str:
@@ -120,8 +124,11 @@ def run(lambdas: np.ndarray, lambdas_theory: np.ndarray, lambda_gram: float) -> 
             gram_pred = ufm.theory.predict(gram_prob)
             i_gram = int(np.argmin(np.abs(lambdas - lambda_gram)))
             W = sols.params.W[j * len(lambdas) + i_gram]
+            # λ_W = λ_H = λ, so P = λ² and the collapse threshold is λ* = √P*.
+            lam_threshold = math.sqrt(ufm.theory.threshold(gram_prob))
             results[label] = dict(
                 family=family, hyper={hyper: h} if hyper else {}, rows=rows,
+                threshold_lambda=lam_threshold,
                 curve=dict(lam=lambdas_theory.tolist(), margin=[c["margin"] for c in curve],
                            norm_W_sq=[c["norm_W_sq"] for c in curve], value=[c["value"] for c in curve]),
                 gram=dict(lam=float(lambdas[i_gram]), measured=W @ W.T,
@@ -137,41 +144,48 @@ def run(lambdas: np.ndarray, lambdas_theory: np.ndarray, lambda_gram: float) -> 
 def figure(results: dict, path: Path) -> None:
     """Margin and ‖W‖² against λ (theory lines, solver markers) and the Grams W Wᵀ at one λ."""
     labels = list(results)
-    fig = plt.figure(figsize=(3.0 * len(labels), 8.6))
-    grid = fig.add_gridspec(2, len(labels), height_ratios=[1.35, 1.0], hspace=0.35, wspace=0.45)
+    fig = plt.figure(figsize=(2.55 * len(labels), 7.4), layout="constrained")
+    grid = fig.add_gridspec(2, len(labels), height_ratios=[1.45, 1.0])
     half = len(labels) // 2
     ax_m = fig.add_subplot(grid[0, :half])
     ax_w = fig.add_subplot(grid[0, half:])
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = OKABE_ITO
     for c, label in zip(colors, labels):
         res = results[label]
         lam = [r["lam"] for r in res["rows"]]
         for ax, q in ((ax_m, "margin"), (ax_w, "norm_W_sq")):
             plots.theory_vs_solver(ax, lam, res["curve"][q], [r["measured"][q] for r in res["rows"]],
                                    label, x_theory=res["curve"]["lam"], color=c)
-    ax_m.set(xlabel="λ = λ_W = λ_H", ylabel="margin m*", title="optimal margin (lines: theory)")
-    ax_w.set(xlabel="λ = λ_W = λ_H", ylabel="‖W‖²", title="‖W‖² = (K−1) √n m*  (λ_W = λ_H)")
+            # Collapse threshold of this loss: the zero solution is global beyond it.
+            ax.axvline(res["threshold_lambda"], color=c, ls="--", lw=1.0, alpha=0.9)
+    ax_m.set(xlabel="λ = λ_W = λ_H", ylabel="margin m*", title="(a) optimal margin m*")
+    ax_w.set(xlabel="λ = λ_W = λ_H", ylabel="‖W‖²_F", title="(b) ‖W‖²_F = (K−1) √n m*  (λ_W = λ_H)")
     ax_w.set_yscale("symlog", linthresh=1e-1)
     ax_m.set_yscale("symlog", linthresh=1e-1)
     for ax in (ax_m, ax_w):
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)  # nothing is negative: no empty lower half of the symlog axis
     # One legend entry per loss (colour), plus the line/marker convention.
     handles = [plt.Line2D([], [], color=c, lw=2) for c in colors[:len(labels)]]
     handles += [plt.Line2D([], [], color="gray", lw=1.5),
-                plt.Line2D([], [], color="gray", marker="o", mfc="none", ls="")]
-    ax_w.legend(handles, labels + ["theory", "L-BFGS"], fontsize=8, loc="lower left", ncol=2)
+                plt.Line2D([], [], color="gray", marker="o", mfc="none", ls=""),
+                plt.Line2D([], [], color="gray", ls="--", lw=1.0)]
     lam_gram = results[labels[0]]["gram"]["lam"]
+    fig.legend(handles, labels + ["theory", "L-BFGS", "collapse threshold λ* = √P*"], fontsize=9,
+               loc="outside upper center", ncol=len(labels) + 3, frameon=False,
+               title=f"Plain UFM, K = {K}, n = {N_PER_CLASS}, d = {DIM}, free bias: every loss gives "
+               f"a simplex ETF at its own scale, up to its own threshold. Bottom: solver W Wᵀ at "
+               f"λ = {lam_gram:.3g}", title_fontsize=10.5)
     for j, label in enumerate(labels):
         ax = fig.add_subplot(grid[1, j])
         g = results[label]["gram"]
         G = np.asarray(g["measured"])
         err = _error(g["theory"], G)
-        plots.gram_heatmap(ax, G, f"{label}\ntr = {np.trace(G):.3f}, err {err:.0e}")
-    fig.suptitle(f"Plain UFM, K = {K}, n = {N_PER_CLASS}, d = {DIM}, free bias: every loss gives a "
-                 f"simplex ETF, at its own scale. Bottom: solver W Wᵀ at λ = {lam_gram:.3g}",
-                 fontsize=11)
+        plots.gram_heatmap(ax, G, f"{label}: tr = {np.trace(G):.3f}\nerror {err:.0e}")
+        ax.title.set_fontsize(9)
     try:
-        io.save_figure(path, fig, bbox_inches="tight")
+        for suffix in (".png", ".pdf"):
+            io.save_figure(path.with_suffix(suffix), fig, bbox_inches="tight")
     finally:
         plt.close(fig)
 
@@ -217,7 +231,7 @@ def main(argv=None) -> int:
         e = s["max_errors"]
         print(f"{label:<10} {e['value']:9.1e} {e['margin']:9.1e} {e['norm_W_sq']:9.1e} "
               f"{e['gram_W']:9.1e}  {str(s['all_converged']):>9}  {str(s['all_compare_ok']):>7}")
-    print(f"wrote {out / 'loss_family.png'} and {out / 'loss_family.json'}")
+    print(f"wrote {out / 'loss_family.png'}, .pdf and .json")
     ok = all(s["all_converged"] and s["all_compare_ok"] for s in summary.values())
     return 0 if ok else 1
 

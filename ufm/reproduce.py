@@ -41,6 +41,7 @@ class Experiment:
     claim: str
     paper: str
     figures: tuple[str, ...]  # PNG names written into its output directory (a PDF beside each)
+    has_quick: bool = True  # takes --quick; a script without it runs at its default size
 
     @property
     def script(self) -> str:
@@ -69,8 +70,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("imbalanced", "imbalanced classes: minority collapse (bias-free MSE closed form) and "
                "imbalanced CE solved numerically",
                "Fang et al., PNAS 2021; Dang et al., ICML 2023", ("imbalanced.png",)),
-    Experiment("landscape", "landscape: strict saddles, no spurious minima (CE), Hessian spectra",
-               "Zhu et al., NeurIPS 2021", ("landscape.png",)),
+    Experiment("landscape", "landscape: Hessian spectra at the global minimum and at strict "
+               "saddles, escape from each saddle to the global value",
+               "Zhu et al., NeurIPS 2021; Yaras et al., NeurIPS 2022", ("spectra.png", "escape.png"),
+               has_quick=False),
     Experiment("mlp_collapse", "a trained MLP collapses towards its UFM (NC1-NC4 over training)",
                "Papyan, Han & Donoho, PNAS 2020", ("mlp_collapse.png",)),
     Experiment("deep_rfm", "deep RFM: the AGOP drives deep neural collapse",
@@ -109,6 +112,7 @@ def _select(only) -> list[Experiment]:
 
 
 def _command(exp: Experiment, quick: bool) -> str:
+    quick = quick and exp.has_quick
     return f"python experiments/{exp.script} --out OUT/{exp.name}" + (" --quick" if quick else "")
 
 
@@ -187,7 +191,8 @@ def run(out_dir, *, quick: bool = False, only: Optional[str | Iterable[str]] = N
         dest = out / exp.name
         dest.mkdir(parents=True, exist_ok=True)
         log = dest / "log.txt"
-        cmd = [sys.executable, str(script), "--out", str(dest)] + (["--quick"] if quick else [])
+        cmd = [sys.executable, str(script), "--out", str(dest)] + (["--quick"] if quick and exp.has_quick
+                                                                  else [])
         say(f"[{i}/{len(chosen)}] {exp.name}: running ...")
         t0 = time.perf_counter()
         with open(log, "w") as fh:
@@ -202,6 +207,8 @@ def run(out_dir, *, quick: bool = False, only: Optional[str | Iterable[str]] = N
         row.update(status="ok" if rc == 0 else "failed", returncode=rc, seconds=seconds,
                    figures=figures, pdfs=sorted(p.name for p in dest.glob("*.pdf")),
                    json=sorted(p.name for p in dest.glob("*.json")), log=f"{exp.name}/log.txt")
+        if quick and not exp.has_quick:
+            row["quick_note"] = "the script has no --quick: ran at its default size"
         if rc != 0:
             row.update(note=note or f"exit status {rc}", log_tail=_tail(log))
         say(f"[{i}/{len(chosen)}] {exp.name}: {row['status']} ({seconds:.1f} s"
