@@ -227,26 +227,22 @@ def test_bad_input_is_refused():
         landscape.escape_step(p, _construct(ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)))
 
 
-def _cli(argv):
-    from ufm import landscape_cli
-
-    parser = argparse.ArgumentParser()
-    landscape_cli.add_parser(parser.add_subparsers(dest="command"))
-    return landscape_cli.run(parser.parse_args(["landscape", *argv]))
-
-
 def test_cli_landscape(tmp_path, capsys):
+    from ufm import cli
+
     p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(p.config()))
     out = tmp_path / "out"
-    assert _cli([str(cfg), "--out", str(out)]) == 0
+    assert cli.main(["landscape", str(cfg), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "local minimum (strict, modulo symmetry)" in text and "strict saddle" in text
     data = json.loads((out / "landscape.json").read_text())
     assert data["rows"][0]["verdict"] == "local minimum (strict, modulo symmetry)"
     assert (out / "spectrum.png").stat().st_size > 0 and (out / "spectrum.pdf").exists()
-    with pytest.raises(ValueError, match="exactly one"):
-        _cli([])
-    with pytest.raises(ValueError, match="cannot read config"):
-        _cli([str(tmp_path / "missing.json")])
+    for argv, fragment in [([str(cfg), "--K", "3"], "give one of"),
+                           ([str(tmp_path / "missing.json")], "cannot read config"),
+                           (["--model", "ufm", "--temperature", "1"], "--temperature does not apply")]:
+        assert cli.main(["landscape", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and fragment in err

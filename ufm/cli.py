@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="directory for sweep.json, sweep.csv and the phase-diagram figure")
     w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    from ufm.landscape_cli import add_parser as add_landscape_parser
+
+    add_landscape_parser(sub, _int(-INT_MAX), _float())
     r = sub.add_parser("reproduce", help="run every experiment script of the source checkout "
                        "(one subprocess each) into OUT/: JSON, PNG and PDF figures, an index")
     r.add_argument("out", metavar="OUT", help="output directory (one subdirectory per experiment)")
@@ -405,6 +408,12 @@ def _jax_configuration(jax):
                 compilation_cache.reset_cache()  # the cache object is opened once per dir
 
 
+def cmd_landscape(args) -> int:
+    from ufm import landscape_cli
+
+    return landscape_cli.run(args)
+
+
 def cmd_reproduce(args) -> int:
     from ufm import reproduce
 
@@ -416,7 +425,7 @@ def cmd_reproduce(args) -> int:
 def _run(argv) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
-        raise UsageError("a command is required: verify, solve or sweep (see ufm --help)")
+        raise UsageError("a command is required: verify, solve, sweep, landscape or reproduce (see ufm --help)")
     import warnings
 
     import jax
@@ -427,7 +436,7 @@ def _run(argv) -> int:
         jax.config.update("jax_enable_x64", True)  # the CLI is an application: theory checks in float64
         _enable_compilation_cache(jax)
         return {"verify": cmd_verify, "solve": cmd_solve, "sweep": cmd_sweep,
-                "reproduce": cmd_reproduce}[args.command](args)
+                "reproduce": cmd_reproduce, "landscape": cmd_landscape}[args.command](args)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -25,7 +25,12 @@ def add_parser(sub, int_type=None, float_type=None):
     """Register ``landscape`` on an argparse subparsers object; returns the parser."""
     p = sub.add_parser("landscape", help="classify the solution of a configuration (any model) "
                        "and its known critical points modulo symmetry")
-    p.add_argument("config", nargs="?", metavar="CONFIG.json", help="a problem config (JSON)")
+    p.add_argument("config_file", nargs="?", metavar="CONFIG.json",
+                   help="a problem config (JSON); or describe the problem with the model options "
+                        "(--model, --K, ... as for ufm solve), or give --solution")
+    from ufm.cli_models import add_model_arguments
+
+    add_model_arguments(p)
     p.add_argument("--solution", metavar="PATH.npz", help="classify a saved solution instead")
     p.add_argument("--seed", type=int_type or int, default=0)
     p.add_argument("--k", type=int_type or int, default=6, help="eigenvalues computed matrix-free (>= 1)")
@@ -44,18 +49,23 @@ class LandscapeUsageError(ValueError):
 def _load_problem(args):
     from ufm import io
 
-    if (args.config is None) == (args.solution is None):
-        raise LandscapeUsageError("give exactly one of CONFIG.json or --solution PATH.npz")
+    from ufm.cli_models import _given, build_problem
+
+    options = args.model is not None or args.config is not None or bool(_given(args))
+    if sum([args.config_file is not None, args.solution is not None, options]) > 1:
+        raise LandscapeUsageError("give one of CONFIG.json, --solution PATH.npz or model options")
     if args.solution is not None:
         problem, params, _ = io.load_solution(args.solution)
         return problem, params
+    if args.config_file is None:  # model options (the defaults of ufm solve without any)
+        return build_problem(args), None
     try:
-        with open(args.config) as fh:
+        with open(args.config_file) as fh:
             cfg = json.load(fh)
     except OSError as exc:
-        raise LandscapeUsageError(f"cannot read config {args.config!r}: {exc.strerror}") from None
+        raise LandscapeUsageError(f"cannot read config {args.config_file!r}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise LandscapeUsageError(f"config {args.config!r} is not JSON: {exc}") from None
+        raise LandscapeUsageError(f"config {args.config_file!r} is not JSON: {exc}") from None
     if isinstance(cfg, dict) and "model" not in cfg and isinstance(cfg.get("config"), dict):
         cfg = cfg["config"]
     return io.problem_from_config(cfg), None
