@@ -141,8 +141,8 @@ def figure(res: dict, path: Path) -> None:
     plots.theory_vs_solver(ax_F, c, value_theory(ct), [r["value"] for r in rows], "", x_theory=ct,
                            color=COLORS[0])
     ax_F.axhline(sum(SPECTRUM) / 2, color="0.5", lw=0.8, ls=":")
-    ax_F.text(1.0, sum(SPECTRUM) / 2, "tr Σ / 2  ", va="top", ha="right", fontsize=8, color="0.4",
-              transform=ax_F.get_yaxis_transform())
+    ax_F.text(0.02, sum(SPECTRUM) / 2, "tr Σ / 2 (W = 0)", va="top", ha="left", fontsize=8,
+              color="0.4", transform=ax_F.get_yaxis_transform())
     ax_F.set(xlabel="c = N λ_W λ_H", ylabel="F*", title="value")
     sv_t = singular_values_theory(ct, np.sqrt(ct / N), np.sqrt(ct / N))
     sv = np.array([r["singular_values"] for r in rows])
@@ -170,7 +170,7 @@ def figure(res: dict, path: Path) -> None:
         ax.axvspan(max(SPECTRUM), ct[-1], color="0.9", zorder=0)
         ax.grid(alpha=0.3)
         ax.set_xlim(ct[0], ct[-1])
-    ax_n.text(0.99, 0.5, "W = H = 0:\nNRC undefined", transform=ax_n.transAxes, ha="right",
+    ax_n.text(0.99, 0.5, "W = H = 0:\nundefined", transform=ax_n.transAxes, ha="right",
               fontsize=8, color="0.35")
     handles = [plt.Line2D([], [], color="0.3", lw=1.5),
                plt.Line2D([], [], color="0.3", marker="o", mfc="none", ls=""),
