@@ -75,7 +75,7 @@ def mse_norms_theory(R, lam_W: float, lam_H: float):
     scale = math.sqrt(lam_H / lam_W)
     s_maj = np.maximum(np.sqrt(R * N_B) - shrink, 0.0)
     s_min = np.maximum(math.sqrt(N_B) - shrink, 0.0)
-    return np.sqrt(scale * s_maj), np.sqrt(scale * s_min + 0 * R)
+    return np.sqrt(scale * s_maj), np.broadcast_to(np.sqrt(scale * s_min), R.shape)
 
 
 def geometry(W) -> dict:

@@ -4,9 +4,11 @@ Claims (Tirer & Bruna, ICML 2022, §3; Zhou et al., ICML 2022; docs/theory/mse.m
 
 (a) Without a bias the minimiser's classifier is an orthogonal frame, W Wᵀ = ρ_W I, and the
     uncentred class means are orthogonal too (H̄ = βWᵀ); with a free bias both are a simplex ETF,
-    W Wᵀ = ρ_W C_K, with b = 1/K. Certified L-BFGS solves against the closed-form Grams.
+    W Wᵀ = ρ_W C_K, with b = 1/K. Shown at the diagonal point of (b) nearest λ = 10⁻²: the
+    solver's Grams of W and of the class means beside the closed-form ones.
 (b) The collapse threshold: W ≠ 0 exactly when λ_W λ_H < P* = 1/(K² n) (Kτ < 1). A phase diagram
-    over a (λ_W, λ_H) grid (one vmapped, compiled solve) colours the solver's ‖W‖²; the theory
+    over a (λ_W, λ_H) grid without a bias (one vmapped, compiled solve; the diagonal λ_W = λ_H
+    with a free bias is a second one) colours the solver's ‖W‖²; the theory
     boundary λ_H = P*/λ_W is drawn as a smooth curve with theory iso-lines of ‖W‖², and the
     diagonal λ_W = λ_H is shown as theory curve against solver points. The grid is offset so that
     no point lies on the boundary (where the minimum is degenerate).
