@@ -232,11 +232,12 @@ def figure(a: dict, b: dict, c: dict, lam_c: float, path: Path) -> None:
         ax.grid(alpha=0.3)
     ax_F.set(xlabel="feature dimension d", ylabel="F*", title=f"(c) value against d (λ = {lam_c:g})")
     ax_sp.set(xlabel="feature dimension d", ylabel="rank of W Wᵀ",
-              title="(c) rank: min(d, K), min(d, K−1) with bias")
+              title="(c) rank of W Wᵀ against d")
     ax_sp.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     err = max(r["errors"]["gram_W_spectrum"] for rs in c.values() for r in rs)
-    ax_sp.text(0.97, 0.05, f"nonzero eigenvalues = ρ_W\n(max rel. error {err:.0e})",
-               transform=ax_sp.transAxes, ha="right", va="bottom", fontsize=8)
+    ax_sp.text(0.03, 0.97, f"theory: min(d, K); min(d, K−1) with bias\n"
+               f"nonzero eigenvalues = ρ_W (max rel. err. {err:.0e})",
+               transform=ax_sp.transAxes, ha="left", va="top", fontsize=8)
     ax_dg.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     handles = [plt.Line2D([], [], color=COLORS[0], lw=1.5), plt.Line2D([], [], color=COLORS[2], lw=1.5),
                plt.Line2D([], [], color="0.3", lw=1.5),
