@@ -234,6 +234,7 @@ def figure(a: dict, b: dict, c: dict, lam_c: float, path: Path) -> None:
     ax_sp.set(xlabel="feature dimension d", ylabel="rank of W Wᵀ",
               title="(c) rank of W Wᵀ against d")
     ax_sp.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_sp.set_ylim(0.5, K + 1.4)  # room for the note above the curves
     err = max(r["errors"]["gram_W_spectrum"] for rs in c.values() for r in rs)
     ax_sp.text(0.03, 0.97, f"theory: min(d, K); min(d, K−1) with bias\n"
                f"nonzero eigenvalues = ρ_W (max rel. err. {err:.0e})",
