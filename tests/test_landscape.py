@@ -56,3 +56,21 @@ def test_origin_is_strict_saddle_iff_below_threshold():
     problem = ufm.UFM(K, n, d, ufm.losses.CrossEntropy(), 0.1, 0.1, lambda_b=0.1)
     lam, direction = ufm.landscape.escape_direction(problem, _origin(problem))
     assert lam < 0 and float(jnp.sum(direction.W ** 2) + jnp.sum(direction.H ** 2)) > 0.99
+
+
+def test_rounding_residue_at_the_origin_is_not_a_symmetry_orbit():
+    """A point converged to W = H = 0 sits ~1e-13 from it: its rotation tangents are that small and
+    must not count as d(d-1)/2 symmetry directions (the orbit of the origin is a point); a genuine
+    orbit keeps its full dimension d(d-1)/2 - (d-r)(d-r-1)/2."""
+    import jax
+    import numpy as np
+
+    import ufm
+    from ufm import landscape
+
+    p = ufm.UFM(4, 5, 3, ufm.losses.MSE(), 0.5, 0.5, bias=False)
+    rng = np.random.default_rng(0)
+    tiny = p.params(1e-13 * rng.standard_normal((4, 3)), 1e-13 * rng.standard_normal((20, 3)))
+    assert landscape.symmetry_directions(p, tiny).shape[1] == 0
+    x = p.init(jax.random.key(0))
+    assert landscape.symmetry_directions(p, x).shape[1] == landscape.rotation_orbit_dimension(3, 3) == 3

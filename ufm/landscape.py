@@ -126,9 +126,16 @@ def smallest_eigenpair(problem, params: PyTree) -> tuple[float, PyTree]:
 
 # ---- symmetry ---------------------------------------------------------------------------------
 
-def orthonormal_columns(vectors: np.ndarray, rtol: float | None = None) -> np.ndarray:
+def orthonormal_columns(vectors: np.ndarray, rtol: float | None = None,
+                        reference: float = 0.0) -> np.ndarray:
     """Orthonormal basis [P, r] of the span of the columns of ``vectors`` [P, m] (SVD; singular
-    values below ``rtol`` × the largest, default 1e3·eps·m, are dropped as dependent)."""
+    values below ``rtol`` × max(the largest, ``reference``), default rtol 1e3·eps·m, are dropped as
+    dependent).
+
+    ``reference`` is an absolute level below which a singular value counts as zero whatever the
+    others are: the symmetry tangents (W A, H A) of a point at the origin up to the solver's
+    tolerance (‖W‖, ‖H‖ ~ 1e-13) are not an orbit; judged only relative to each other they would
+    pass as d(d−1)/2 "symmetry directions" pointing anywhere (the orbit of the origin is a point)."""
     vectors = np.asarray(vectors, dtype=np.float64)
     if vectors.size == 0 or vectors.shape[1] == 0:
         return np.zeros((vectors.shape[0], 0))
@@ -136,7 +143,16 @@ def orthonormal_columns(vectors: np.ndarray, rtol: float | None = None) -> np.nd
     if s[0] == 0:
         return np.zeros((vectors.shape[0], 0))
     rtol = 1e3 * np.finfo(np.float64).eps * max(vectors.shape) if rtol is None else rtol
-    return U[:, s > rtol * s[0]]
+    return U[:, (s > rtol * s[0]) & (s > reference)]
+
+
+def _orbit_reference(params) -> float:
+    """√eps × the point's scale (its norm, at least 1): a rotation tangent below this is the residue
+    of a point converged to a zero orbit (a certified solve stops ~g/μ ≲ 1e-10 from it), not a
+    symmetry; a true orbit of a non-zero minimiser is O(‖W‖) ≫ √eps except within ~1e-8 of a
+    threshold. The margin is wide on both sides, so the count cannot flip with rounding."""
+    return math.sqrt(np.finfo(np.float64).eps) * max(
+        float(np.linalg.norm(np.asarray(_ravel(params), np.float64))), 1.0)
 
 
 def _skew_basis(d: int):
@@ -189,7 +205,8 @@ def _two_factor_directions(problem, params, flat_bias: bool) -> np.ndarray:
     if flat_bias:
         cols.append(np.asarray(_ravel(params._replace(W=np.zeros_like(W), H=np.zeros_like(H),
                                                        b=np.ones(np.shape(params.b))))))
-    return orthonormal_columns(np.stack(cols, axis=1) if cols else np.zeros((_ravel(params).size, 0)))
+    return orthonormal_columns(np.stack(cols, axis=1) if cols else np.zeros((_ravel(params).size, 0)),
+                               reference=_orbit_reference(params))
 
 
 @symmetry_directions.register(UFM)
@@ -229,7 +246,8 @@ def _deep_symmetry(problem, params):
                 cols.append(tangent(None, dWs))
     if _flat_bias_free(problem):
         cols.append(tangent(db=np.ones(np.shape(params.b))))
-    return orthonormal_columns(np.stack(cols, axis=1) if cols else np.zeros((_ravel(params).size, 0)))
+    return orthonormal_columns(np.stack(cols, axis=1) if cols else np.zeros((_ravel(params).size, 0)),
+                               reference=_orbit_reference(params))
 
 
 def rotation_orbit_dimension(d: int, r: int) -> int:
