@@ -79,7 +79,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("deep_rfm", "deep RFM: the AGOP drives deep neural collapse",
                "Beaglehole et al., NeurIPS 2024", ("deep_rfm.png", "deep_rfm_grams.png")),
     Experiment("deep_nrc", "deep neural regression collapse in trained MLPs, with and without "
-               "weight decay", "Andriopoulos et al., NeurIPS 2024", ("deep_nrc.png",)),
+               "weight decay", "Rangamani & Unal (deep neural regression collapse); Andriopoulos et al., "
+               "NeurIPS 2024 (NRC)", ("deep_nrc.png",)),
 )
 _BY_NAME = {e.name: e for e in EXPERIMENTS}
 
