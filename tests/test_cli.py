@@ -271,3 +271,25 @@ def test_unusable_cache_home_is_silent_and_creates_nothing(env, argv, tmp_path):
                           env=_env(**extra), cwd=tmp_path, timeout=300)
     assert proc.returncode in (0, 1) and proc.stderr == "", proc.stderr
     assert not os.path.exists("/.cache/ufm") and list(tmp_path.iterdir()) == []
+
+
+def test_python_compilation_cache_is_one_call(tmp_path):
+    """ufm.enable_compilation_cache: a directory, the CLI's default, or off; bad arguments refused."""
+    import jax
+
+    import ufm
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        target = tmp_path / "cache"
+        assert ufm.enable_compilation_cache(str(target)) == str(target) == jax.config.jax_compilation_cache_dir
+        jax.jit(lambda x: x * 2.0 + 1.0).lower(1.0).compile()
+        assert ufm.enable_compilation_cache(False) is None and jax.config.jax_compilation_cache_dir is None
+        assert ufm.enable_compilation_cache(str(tmp_path / "missing" / "deeper")) is not None  # parents made
+        with pytest.raises(ValueError, match="min_compile_time"):
+            ufm.enable_compilation_cache(str(target), min_compile_time=-1)
+        with pytest.raises(TypeError, match="path"):
+            ufm.enable_compilation_cache(3)
+    finally:
+        ufm.enable_compilation_cache(False)
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -17,10 +17,11 @@ from ufm import metrics, landscape
 from ufm.compare import Report, certified_solve, compare
 from ufm import io, plots, sweep
 from ufm import networks, rfm
+from ufm.cache import enable_compilation_cache
 
 from ufm._version import __version__
 
 __all__ = ["UFM", "UFMParams", "DeepUFM", "DeepParams", "SphericalUFM", "SphericalParams",
            "MultiLabelUFM", "RegressionUFM", "RegressionParams", "solve", "Solution", "Status",
            "compare", "certified_solve", "Report", "losses", "manifolds", "theory", "solvers", "metrics", "landscape",
-           "sweep", "io", "plots", "networks", "rfm", "__version__"]
+           "sweep", "io", "plots", "networks", "rfm", "enable_compilation_cache", "__version__"]

@@ -329,64 +329,21 @@ _JAX_OPTIONS = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_c
 
 
 def _code_version() -> str:
-    """A digest of this ufm's source and of jax/jaxlib's versions: each version of the code gets
-    its own cache directory, so a program compiled by other code is never loaded (a wrong
-    executable was seen once, after the source changed under a shared cache)."""
-    import hashlib
+    from ufm.cache import code_version
 
-    import jax
-    import jaxlib
-
-    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__}".encode())
-    root = os.path.dirname(os.path.abspath(__file__))
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(f for f in files if f.endswith(".py")):
-            with open(os.path.join(folder, name), "rb") as fh:
-                digest.update(name.encode() + fh.read())
-    return digest.hexdigest()[:16]
+    return code_version()
 
 
 def _cache_dir() -> str | None:
-    """The compile cache directory, or None for no cache.
+    from ufm.cache import default_cache_dir
 
-    JAX_COMPILATION_CACHE_DIR if set; else ``ufm/jax`` under XDG_CACHE_HOME (when absolute) or
-    under ``$HOME/.cache`` (when HOME is an existing absolute directory: an empty or unset HOME
-    means no cache, never ``/.cache``). UFM_NO_CACHE=1 turns it off.
-    """
-    env = os.environ
-    if env.get("UFM_NO_CACHE") == "1":
-        return None
-    if env.get("JAX_COMPILATION_CACHE_DIR"):
-        path = env["JAX_COMPILATION_CACHE_DIR"]
-        # an explicit choice: create it, but only below a directory that exists
-        return path if os.path.isabs(path) and os.path.isdir(os.path.dirname(path.rstrip("/"))) else None
-    xdg, home = env.get("XDG_CACHE_HOME", ""), env.get("HOME", "")
-    if os.path.isabs(xdg) and os.path.isdir(xdg):
-        return os.path.join(xdg, "ufm", "jax", _code_version())
-    if os.path.isabs(home) and home != "/" and os.path.isdir(home):
-        return os.path.join(home, ".cache", "ufm", "jax", _code_version())
-    return None
+    return default_cache_dir()
 
 
 def _enable_compilation_cache(jax) -> None:
-    """Keep compiled programs on disk (compilation dominates a verify run; the second run of the
-    same table is several times faster). An unusable place costs only time: no cache, silently."""
-    path = _cache_dir()
-    try:
-        if path is not None:
-            os.makedirs(path, exist_ok=True)
-    except OSError:
-        path = None
-    if path is None or not os.access(path, os.W_OK | os.X_OK):
-        # JAX itself reads JAX_COMPILATION_CACHE_DIR: switch an unusable one off explicitly
-        jax.config.update("jax_compilation_cache_dir", None)
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
-    # Programs that take ≥ 0.2 s to compile. Caching every program (threshold 0) made the first,
-    # cold-cache run of the verify table fail three MSE-with-bias rows twice in a row while warm
-    # runs passed (a JAX/XLA persistent-cache issue not yet understood): correctness first.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    from ufm.cache import enable_compilation_cache
+
+    enable_compilation_cache()
 
 
 @contextlib.contextmanager
