@@ -53,6 +53,7 @@ def test_multilabel_quick(tmp_path):
     assert 1.9 < curve["rho"]["2"][-1] < 2
 
 
+@pytest.mark.slow
 def test_regression_quick(tmp_path):
     data = _run_quick("regression", tmp_path)
     s = data["summary"]
