@@ -152,3 +152,45 @@ def test_large_ce_problem_solves_a_few_steps():
     sol = ufm.solve(p, ufm.solvers.GradientDescent(1e-2), p.init(jax.random.key(0)), max_steps=2,
                     gtol=1e-12)
     assert int(sol.num_steps) == 2 and np.isfinite(float(sol.value))
+
+
+def test_tree_structures_of_different_classes_differ():
+    """Two problems that differ only in the loss's class must never share a compiled program:
+    their tree structures compare unequal (jax.tree_util.register_dataclass made MSE() and
+    CrossEntropy() -- and LabelSmoothing/Focal -- structurally equal, and `ufm verify` once
+    measured MSE rows with a program compiled for a CE problem of the same shapes)."""
+    import itertools
+
+    import jax
+
+    import ufm
+
+    losses = [ufm.losses.MSE(), ufm.losses.CrossEntropy(), ufm.losses.LabelSmoothing(0.1),
+              ufm.losses.Focal(2.0)]
+    structures = [jax.tree_util.tree_structure(ufm.UFM(4, 5, 3, loss, 1e-2, 1e-2)) for loss in losses]
+    for (i, a), (j, b) in itertools.combinations(enumerate(structures), 2):
+        assert a != b, (losses[i], losses[j])
+    pal = [ufm.losses.PickAllLabel(), ufm.losses.PickAllLabelNormalised()]
+    a, b = (jax.tree_util.tree_structure(ufm.MultiLabelUFM.balanced(3, {1: 2}, 3, loss, 1e-2, 1e-2))
+            for loss in pal)
+    assert a != b
+    solvers = [ufm.solvers.LBFGS(), ufm.solvers.TrustRegion(), ufm.solvers.GradientDescent(0.1),
+               ufm.solvers.Adam(0.1), ufm.solvers.RiemannianGradientDescent()]
+    for s, t in itertools.combinations(solvers, 2):
+        assert jax.tree_util.tree_structure(s) != jax.tree_util.tree_structure(t), (s, t)
+    # the same class with other hyperparameter values keeps one structure (one compilation)
+    assert structures[0] == jax.tree_util.tree_structure(ufm.UFM(4, 5, 3, ufm.losses.MSE(), 0.5, 0.2))
+
+
+def test_objective_is_never_computed_with_another_loss():
+    """The compiled objective of an MSE problem and of a CE problem of the same shapes stay apart."""
+    import jax
+    import numpy as np
+
+    import ufm
+    from ufm.metrics import objective
+
+    x = ufm.UFM(4, 5, 3, ufm.losses.MSE(), 1e-2, 1e-2).init(jax.random.key(0))
+    for loss in (ufm.losses.CrossEntropy(), ufm.losses.MSE(), ufm.losses.CrossEntropy()):
+        p = ufm.UFM(4, 5, 3, loss, 1e-2, 1e-2)
+        assert np.isclose(float(objective(p, x)), float(p.value(x)), rtol=1e-13, atol=0)
