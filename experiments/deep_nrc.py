@@ -141,8 +141,7 @@ def figure(results: dict, path: Path) -> None:
                  "with and without weight decay", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     try:
-        io.save_figure(path.with_suffix(".png"), fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path.with_suffix(".png"), fig, with_pdf=True)
     finally:
         plt.close(fig)
 

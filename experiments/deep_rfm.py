@@ -93,8 +93,7 @@ def figure_curves(results: dict, cfg: dict, path: Path) -> None:
                  f"D = {cfg['width']} random ReLU features per layer", fontsize=11)
     fig.tight_layout()
     try:
-        io.save_figure(path.with_suffix(".png"), fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path.with_suffix(".png"), fig, with_pdf=True)
     finally:
         plt.close(fig)
 
@@ -117,8 +116,7 @@ def figure_grams(res: rfm.DeepRFM, y, per_class: int, path: Path) -> None:
     fig.suptitle("Deep RFM on digits: feature Gram matrices by layer (block structure = collapse)",
                  fontsize=10)
     try:
-        io.save_figure(path.with_suffix(".png"), fig, bbox_inches="tight")
-        io.save_figure(path.with_suffix(".pdf"), fig, bbox_inches="tight")
+        io.save_figure(path.with_suffix(".png"), fig, with_pdf=True, bbox_inches="tight")
     finally:
         plt.close(fig)
 

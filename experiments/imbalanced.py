@@ -198,8 +198,7 @@ def figure(mse: list, ce: list, path: Path) -> None:
     fig.suptitle(f"Imbalanced plain UFM: K = {K} ({K_A} majority classes of R·{N_B} samples, {K_B} minority "
                  f"of {N_B}), d = {DIM}", fontsize=11)
     try:
-        io.save_figure(path, fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path, fig, with_pdf=True)
     finally:
         plt.close(fig)
 

@@ -189,8 +189,7 @@ def figure(res: dict, cfg: dict, path: Path) -> None:
                  f"λ_W = λ_b = wd", fontsize=11)
     fig.tight_layout()
     try:
-        io.save_figure(path.with_suffix(".png"), fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path.with_suffix(".png"), fig, with_pdf=True)
     finally:
         plt.close(fig)
 

@@ -249,8 +249,7 @@ def figure(a: dict, b: dict, c: dict, lam_c: float, path: Path) -> None:
     fig.suptitle(f"MSE UFM, K = {K}, n = {N_PER_CLASS}, d = {DIM} (top: λ_W = λ_H = {lam_a:.3g}): "
                  "solver against the closed forms", fontsize=11)
     try:
-        io.save_figure(path, fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path, fig, with_pdf=True)
     finally:
         plt.close(fig)
 

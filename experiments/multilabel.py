@@ -129,8 +129,7 @@ def figure(results: dict, curves: dict, path: Path) -> None:
                  "lines: closed form; markers: certified L-BFGS")
     ax.grid(alpha=0.3)
     try:
-        io.save_figure(path, fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path, fig, with_pdf=True)
     finally:
         plt.close(fig)
 

@@ -180,8 +180,7 @@ def figure(res: dict, path: Path) -> None:
     fig.suptitle(f"Regression UFM, N = {N}, t = {len(SPECTRUM)}, d = {DIM}, λ_W = λ_H, spec Σ = "
                  f"{list(SPECTRUM)}: full rank, partial rank, zero", fontsize=11)
     try:
-        io.save_figure(path, fig)
-        io.save_figure(path.with_suffix(".pdf"), fig)
+        io.save_figure(path, fig, with_pdf=True)
     finally:
         plt.close(fig)
 

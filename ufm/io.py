@@ -181,12 +181,17 @@ def load_json(path) -> dict:
         return json.load(fh)
 
 
-def save_figure(path, fig, *, dpi: int = 110, **savefig_kwargs) -> Path:
-    """Save a matplotlib figure (format from the suffix), atomically. Returns the path."""
+def save_figure(path, fig, *, dpi: int = 110, with_pdf: bool = False, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure (format from the suffix), atomically. Returns the path.
+
+    ``with_pdf=True`` also writes the vector PDF beside it (same name, ``.pdf``), as every
+    experiment's figure is published."""
     target = _check_target(path)
     fmt = Path(path).suffix.lstrip(".") or "png"
     with _atomic(target, "wb") as fh:
         fig.savefig(fh, format=fmt, dpi=dpi, **savefig_kwargs)
+    if with_pdf and fmt != "pdf":
+        save_figure(Path(path).with_suffix(".pdf"), fig, dpi=dpi, **savefig_kwargs)
     return Path(path)
 
 
