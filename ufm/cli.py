@@ -26,11 +26,10 @@ import sys
 import time
 
 from ufm._version import __version__
-from ufm.cli_models import SOLVERS, UsageError, add_model_arguments
+from ufm.cli_models import INT_MAX, SOLVERS, UsageError, add_model_arguments
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
-INT_MAX = 2**31 - 1  # step counters and sizes are int32 on device in float32 mode
 SEED_MAX = 2**32 - 1
 CHUNK_STEPS = 500  # steps per compiled call of a long solve (Ctrl-C is handled between calls)
 

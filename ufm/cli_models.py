@@ -60,7 +60,7 @@ class UsageError(Exception):
 
 # ---- parsing helpers (argparse types) ------------------------------------------------------
 
-INT_MAX = 2**31 - 1
+INT_MAX = 2**31 - 1  # step counters and sizes are int32 on device in float32 mode
 
 
 def _int_text(text: str, what: str = "an integer") -> int:
