@@ -7,6 +7,7 @@ import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import ufm
 
@@ -53,11 +54,38 @@ def test_new_hyperparameters_do_not_recompile_solve():
         # λ's written in every way a user writes a number, a new α, learning rate, momentum, gtol.
         for lam in (2e-2, np.float64(3e-2), jnp.asarray(4e-2), np.float32(5e-2), 1):
             _solve(ufm.UFM(3, 2, 4, ufm.losses.LabelSmoothing(0.2), lam, 2 * lam), ufm.solvers.GradientDescent(0.1))
-        for lr, momentum in ((0.2, 0.0), (np.float64(0.05), 0.9), (jnp.asarray(0.3), np.float32(0.5))):
-            _solve(base, ufm.solvers.GradientDescent(lr, momentum=momentum))
+        for lr in (0.2, np.float64(0.05), jnp.asarray(0.3)):
+            _solve(base, ufm.solvers.GradientDescent(lr, momentum=0.0))
         _solve(base, ufm.solvers.GradientDescent(0.1), gtol=1e-6)
         _solve(base, ufm.solvers.GradientDescent(0.1), gtol=np.float64(0))
     assert again.count == 0
+
+
+def test_new_momentum_does_not_recompile_solve():
+    """Momentum 0 is its own program (no trace buffer); every non-zero momentum shares one."""
+    base = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    with count_compiles("_solve") as first:
+        _solve(base, ufm.solvers.GradientDescent(0.1, momentum=0.9))
+        _solve(base, ufm.solvers.GradientDescent(0.1, momentum=0.0, heavy_ball=True))
+    assert first.count == 1
+    with count_compiles("_solve") as again:
+        for lr, momentum in ((0.2, 0.5), (np.float64(0.05), np.float32(0.3)), (jnp.asarray(0.3), jnp.asarray(0.8))):
+            _solve(base, ufm.solvers.GradientDescent(lr, momentum=momentum))
+    assert again.count == 0
+
+
+def test_zero_momentum_keeps_no_trace_and_takes_the_same_steps():
+    """heavy_ball=False (the default at momentum 0) drops optax's trace, not the iteration."""
+    p = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    x0 = p.init(jax.random.key(1))
+    plain = ufm.solvers.GradientDescent(0.1)
+    traced = ufm.solvers.GradientDescent(0.1, momentum=0.0, heavy_ball=True)
+    assert not plain.heavy_ball and traced.heavy_ball
+    assert not jax.tree.leaves(plain.init(p, x0).inner)  # no momentum buffer at all
+    a, b = _solve(p, plain, max_steps=50), _solve(p, traced, max_steps=50)
+    np.testing.assert_allclose(float(a.value), float(b.value), rtol=1e-14)
+    with pytest.raises(ValueError, match="heavy_ball"):
+        ufm.solvers.GradientDescent(0.1, momentum=0.5, heavy_ball=False)
 
 
 def test_new_shape_or_budget_recompiles():
