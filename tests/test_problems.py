@@ -70,7 +70,11 @@ def test_gradient_and_hessian_taylor_slopes(loss, bias):
 def test_problem_is_a_pytree_with_hyperparameter_leaves():
     p = ufm.UFM(3, 2, 4, ufm.losses.Focal(2.0), 1e-2, 2e-2, lambda_b=0.1)
     leaves = jax.tree.leaves(p)
-    assert sorted(float(x) for x in leaves) == sorted([2.0, 1e-2, 2e-2, 0.1])
+    floats = [x for x in leaves if np.ndim(x) == 0]
+    assert sorted(float(x) for x in floats) == sorted([2.0, 1e-2, 2e-2, 0.1])
+    # and the labels: an int leaf (an argument of compiled solves), class-major
+    (labels,) = [x for x in leaves if np.ndim(x) == 1]
+    assert labels.dtype == np.int32 and np.array_equal(np.asarray(labels), [0, 0, 1, 1, 2, 2])
 
 
 def test_config_is_complete():
@@ -135,8 +139,10 @@ def test_a_problem_too_large_for_memory_is_refused_at_construction():
 
 def test_large_ce_problem_has_no_dense_label_constant():
     """K = 1000, n = 100, d = 512 (N = 10⁵) constructs, and its compiled objective holds no
-    [N]- or [N, K]-sized constant: the labels are an iota built in the graph. Lowered from shapes
-    only (nothing of size N·K is allocated here)."""
+    [N]- or [N, K]-sized constant, even when ``p.value`` is jitted with the problem closed over:
+    the labels are then an iota built in the graph (passed as an argument, they are the problem's
+    int leaf: tests/test_driver_speed.py). Lowered from shapes only (nothing of size N·K is
+    allocated here)."""
     p = ufm.UFM(1000, 100, 512, ufm.losses.CrossEntropy(), 1e-3, 1e-3)
     shapes = jax.eval_shape(lambda: p.init(jax.random.key(0)))
     text = jax.jit(p.value).lower(shapes).as_text()

@@ -33,7 +33,8 @@ theory = [ufm.theory.predict(ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), float(l
           for l in lams]
 print(json.dumps(dict(devices=len(jax.devices()), shape=list(split.value.shape),
                       same=np.asarray(one.value).tolist() == np.asarray(split.value).tolist(),
-                      ms_same=np.asarray(ms_one.value).tolist() == np.asarray(ms_split.value).tolist(),
+                      ms_same=bool(np.allclose(ms_one.value, ms_split.value, rtol=1e-13, atol=0)
+                                   and np.array_equal(ms_one.num_steps, ms_split.num_steps)),
                       ms_shape=list(ms_split.value.shape), split_over=len(raw.value.sharding.device_set),
                       padded=padded, values=np.asarray(split.value).tolist(), theory=theory)))
 '''
@@ -48,6 +49,8 @@ def test_sharded_sweep_matches_single_device():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 4 and out["padded"] == 8 and out["split_over"] == 4
     assert out["shape"] == [6] and out["ms_shape"] == [6]
-    assert out["same"] and out["ms_same"]  # same seed, same result, however the batch is placed
+    # same seed, same result, however the batch is placed: the same steps, values to rounding
+    # (a sharded program is compiled on its own, and may sum in another order: seen 1 ulp apart)
+    assert out["same"] and out["ms_same"]
     for got, expected in zip(out["values"], out["theory"]):
         assert abs(got - expected) <= 1e-9 * abs(expected)

@@ -71,11 +71,37 @@ def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> in
     return int(value)
 
 
-def pytree_dataclass(cls=None, *, meta: Sequence[str] = ()):
+def derived_leaf(obj, name: str):
+    """The derived array ``name`` of a pytree dataclass (see :func:`pytree_dataclass`): the leaf it
+    was rebuilt with (inside a trace, a traced argument), else ``obj._build_<name>()``, cached."""
+    value = obj.__dict__.get("_derived_" + name)
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):  # unset, or a placeholder
+        value = getattr(obj, "_build_" + name)()
+        object.__setattr__(obj, "_derived_" + name, value)
+    return value
+
+
+def replace_keeping_derived(obj, **changes):
+    """``dataclasses.replace`` that keeps ``obj``'s derived leaves when no static field changes
+    (a new λ keeps the traced labels of a sweep instead of rebuilding them as a constant)."""
+    new = dataclasses.replace(obj, **changes)
+    if not set(changes) & set(getattr(type(obj), "_pytree_meta", ())):
+        for name in getattr(type(obj), "_pytree_derived", ()):
+            if "_derived_" + name in obj.__dict__:
+                object.__setattr__(new, "_derived_" + name, obj.__dict__["_derived_" + name])
+    return new
+
+
+def pytree_dataclass(cls=None, *, meta: Sequence[str] = (), derived: Sequence[str] = ()):
     """Frozen dataclass registered as a pytree: ``meta`` fields are static (a change recompiles),
     every other field is an array leaf (hyperparameters: sweep them under ``vmap``).
 
     The one decorator of the library's problems, losses, manifolds and solvers.
+
+    ``derived`` names arrays that are functions of the static fields (a problem's labels,
+    ``_build_<name>()``) but travel as leaves: they enter a compiled program as arguments, never
+    as constants baked into it (an N-sized constant costs compile time and memory, and its
+    in-graph construction ~10% per step on small problems). Read them with :func:`derived_leaf`.
     """
 
     def wrap(cls):
@@ -83,7 +109,12 @@ def pytree_dataclass(cls=None, *, meta: Sequence[str] = ()):
         names = [f.name for f in dataclasses.fields(cls)]
         data = tuple(n for n in names if n not in meta)
         static = tuple(meta)
-        keys = tuple(jax.tree_util.GetAttrKey(n) for n in data)
+        derived_names = tuple(derived)
+        keys = tuple(jax.tree_util.GetAttrKey(n) for n in data + derived_names)
+        cls._pytree_meta, cls._pytree_derived = tuple(meta), derived_names
+
+        def children(obj):
+            return tuple(getattr(obj, n) for n in data) + tuple(derived_leaf(obj, n) for n in derived_names)
 
         # Not jax.tree_util.register_dataclass: in jax 0.10.2 the tree structures of two *different*
         # classes registered that way with the same field layout compare equal (MSE() and
@@ -93,13 +124,17 @@ def pytree_dataclass(cls=None, *, meta: Sequence[str] = ()):
         # MSE-with-bias rows were measured with the CE objective. A node registered with its own
         # flatten functions compares its type (tests/test_problems.py checks both).
         def flatten_with_keys(obj):
-            return tuple(zip(keys, (getattr(obj, n) for n in data))), tuple(getattr(obj, m) for m in static)
+            return tuple(zip(keys, children(obj))), tuple(getattr(obj, m) for m in static)
 
         def flatten(obj):
-            return tuple(getattr(obj, n) for n in data), tuple(getattr(obj, m) for m in static)
+            return children(obj), tuple(getattr(obj, m) for m in static)
 
-        def unflatten(aux, children):
-            return cls(**dict(zip(static, aux)), **dict(zip(data, children)))
+        def unflatten(aux, leaves):
+            leaves = tuple(leaves)
+            obj = cls(**dict(zip(static, aux)), **dict(zip(data, leaves[:len(data)])))
+            for name, value in zip(derived_names, leaves[len(data):]):
+                object.__setattr__(obj, "_derived_" + name, value)
+            return obj
 
         jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
         return cls

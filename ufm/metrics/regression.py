@@ -265,7 +265,7 @@ def dnrc1(H, num_directions: int) -> float:
     centred features are zero.
 
     Examples:
-        >>> round(dnrc1(np.array([[2., 1.], [-2., -1.], [0., 0.]]), 1), 12), dnrc1(np.eye(3), 1)
+        >>> round(dnrc1(np.array([[2., 1.], [-2., -1.], [0., 0.]]), 1), 12), round(dnrc1(np.eye(3), 1), 12)
         (0.0, 0.5)
     """
     H = _f64(H, "H", 2)

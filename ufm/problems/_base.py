@@ -8,14 +8,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm._types import Array, check_scalar, default_float, is_concrete, pytree_dataclass
+from ufm._types import Array, check_scalar, default_float, derived_leaf, is_concrete, pytree_dataclass
 from ufm.labels import counts_tuple, normalise_counts  # noqa: F401  (normalise_counts: re-exported)
 from ufm.manifolds import Euclidean
 
 
 def problem_dataclass(meta: Sequence[str]):
-    """Frozen pytree dataclass of a problem (:func:`ufm._types.pytree_dataclass`)."""
-    return pytree_dataclass(meta=meta)
+    """Frozen pytree dataclass of a problem (:func:`ufm._types.pytree_dataclass`). A problem
+    with ``_build_targets`` carries its targets as a derived leaf: labels are an argument of
+    every compiled solve, not a constant inside it."""
+    def wrap(cls):
+        return pytree_dataclass(cls, meta=meta, derived=("targets",) if hasattr(cls, "_build_targets") else ())
+
+    return wrap
 
 
 def check_bias(bias) -> None:
@@ -82,11 +87,21 @@ class ClassLabels:
 
     @property
     def targets(self) -> Array:
-        """Integer labels [N] built inside the compiled program from the static counts (an iota,
-        not an N-sized constant; no one-hot matrix): what the problem passes to its loss."""
+        """Integer labels [N] (int32; no one-hot matrix): what the problem passes to its loss.
+
+        They are a leaf of the problem: in a compiled solve (the problem an argument) they are an
+        argument too. Where the problem is closed over instead (``jax.jit(problem.value)``), they
+        are built in the graph from the static counts (an iota), never an N-sized constant.
+        """
+        leaf = self.__dict__.get("_derived_targets")
+        if isinstance(leaf, jax.core.Tracer):
+            return leaf
         K = self.num_classes
-        counts = self.num_per_class if self.balanced else jnp.asarray(self.counts)
-        return jnp.repeat(jnp.arange(K), counts, total_repeat_length=self.num_samples)
+        counts = self.num_per_class if self.balanced else np.asarray(self.counts)
+        return jnp.repeat(jnp.arange(K, dtype=jnp.int32), counts, total_repeat_length=self.num_samples)
+
+    def _build_targets(self):
+        return jnp.asarray(np.repeat(np.arange(self.num_classes, dtype=np.int32), self.counts))
 
     @property
     def one_hot(self) -> np.ndarray:

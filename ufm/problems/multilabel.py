@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm import theory
-from ufm._types import Array, ArrayLike, check_fits_in_memory, check_int, default_float
+from ufm._types import Array, ArrayLike, check_fits_in_memory, check_int, default_float, derived_leaf
 from ufm.losses import PickAllLabel, PickAllLabelNormalised
 from ufm.problems._base import (LinearClassifier, check_bias, check_decays, check_loss,
                                 problem_dataclass, to_float)
@@ -123,7 +123,11 @@ class MultiLabelUFM(LinearClassifier):
 
     @property
     def targets(self) -> Array:
-        """Multi-hot targets [N, K]."""
+        """Multi-hot targets [N, K]: a leaf of the problem (an argument of the compiled solve,
+        not a constant inside it)."""
+        return derived_leaf(self, "targets")
+
+    def _build_targets(self):
         return jnp.asarray(self.multi_hot, dtype=default_float())
 
     @property
