@@ -87,8 +87,27 @@ def _worst(report) -> float:
 
 
 def run_sweep(args, *, prepare, solve_fn, check_out) -> int:
+    """Solve the grid (its share of it, with ``--distributed``) and write the outputs."""
+    if not getattr(args, "distributed", False):
+        return _run_sweep(args, prepare, solve_fn, check_out, group=None)
+    from ufm import distributed
+
+    try:
+        distributed.initialize()
+    except ValueError as exc:
+        raise UsageError(f"--distributed: {exc}") from None
+    try:
+        return _run_sweep(args, prepare, solve_fn, check_out, group=distributed)
+    finally:
+        distributed.shutdown()
+
+
+def _run_sweep(args, prepare, solve_fn, check_out, group) -> int:
+    import jax
+
     from ufm.io import save_json
 
+    rank, count = (jax.process_index(), jax.process_count()) if group else (0, 1)
     if getattr(args, "config", None):
         raise UsageError("ufm sweep takes model options, not --config (sweep a config's problem by "
                          "giving its options)")
@@ -106,34 +125,54 @@ def run_sweep(args, *, prepare, solve_fn, check_out) -> int:
         except ValueError as exc:
             raise ValueError(f"grid point {point}: {exc}") from None
         built.append((point, problem, solver, gtol))
-    check_out(args.out)
-    rows, start, total = [], time.perf_counter(), len(built) * args.seeds
-    for i, (point, problem, solver, gtol) in enumerate(built):
-        for seed in range(args.seeds):
-            t0 = time.perf_counter()
-            sol, report, notes = solve_and_compare(problem, solver, seed=seed, init_scale=args.init_scale,
-                                                   max_steps=args.max_steps, gtol=gtol, solve_fn=solve_fn,
-                                                   restarts=getattr(args, "restarts", None),
-                                                   log=lambda *_: None)
-            row = dict(point, seed=seed, value=float(sol.value), grad_norm=float(sol.grad_norm),
-                       status=sol.status_name, steps=int(np.sum(sol.num_steps)),
-                       seconds=time.perf_counter() - t0, config=problem.config())
-            if report is None:
-                row.update(predicted=None, regime="no closed form", ok=None, worst=None, errors={})
-            else:
-                pred = next((r.predicted for r in report.rows if r.quantity == "value"), None)
-                row.update(predicted=None if pred is None else float(pred), regime=report.regime,
-                           ok=bool(report.ok), worst=_worst(report),
-                           errors={r.quantity: float(r.error) for r in report.rows})
-            row["notes"] = list(notes) + ([] if report is None else list(report.notes))
-            rows.append(row)
-            if not args.no_progress:
-                progress(len(rows), total, start, " ".join(f"{k}={v:.3g}" for k, v in point.items()))
+    refusal = None
+    if rank == 0:  # only process 0 writes: it alone checks --out, and every process hears the verdict
+        try:
+            check_out(args.out)
+        except UsageError as exc:
+            refusal = exc
+    if group is not None and not group.all_ok(refusal is None) and refusal is None:
+        return 2  # process 0 refused --out and says why
+    if refusal is not None:
+        raise refusal
+    tasks = [(i, seed) for i in range(len(built)) for seed in range(args.seeds)]
+    mine = group.process_share(len(tasks)) if group else range(len(tasks))
+    rows, start, total = [], time.perf_counter(), len(mine)
+    for task in mine:
+        i, seed = tasks[task]
+        point, problem, solver, gtol = built[i]
+        t0 = time.perf_counter()
+        sol, report, notes = solve_and_compare(problem, solver, seed=seed, init_scale=args.init_scale,
+                                               max_steps=args.max_steps, gtol=gtol, solve_fn=solve_fn,
+                                               restarts=getattr(args, "restarts", None),
+                                               log=lambda *_: None)
+        row = dict(point, seed=seed, value=float(sol.value), grad_norm=float(sol.grad_norm),
+                   status=sol.status_name, steps=int(np.sum(sol.num_steps)),
+                   seconds=time.perf_counter() - t0, config=problem.config())
+        if report is None:
+            row.update(predicted=None, regime="no closed form", ok=None, worst=None, errors={})
+        else:
+            pred = next((r.predicted for r in report.rows if r.quantity == "value"), None)
+            row.update(predicted=None if pred is None else float(pred), regime=report.regime,
+                       ok=bool(report.ok), worst=_worst(report),
+                       errors={r.quantity: float(r.error) for r in report.rows})
+        row["notes"] = list(notes) + ([] if report is None else list(report.notes))
+        rows.append((task, row))
+        if not args.no_progress and rank == 0:
+            progress(len(rows), total, start, " ".join(f"{k}={v:.3g}" for k, v in point.items()))
+    if group is not None:
+        rows = group.gather_to_process_0(rows)
+        if rank != 0:
+            print(f"ufm sweep: process {rank} of {count} solved {total} of {len(tasks)} solves; "
+                  f"process 0 writes the results")
+            return 0
+    else:
+        rows = [row for _, row in rows]
     failed = sum(r["ok"] is False for r in rows)
     open_rows = sum(r["ok"] is None for r in rows)
     summary = dict(model=model, axes=[dict(name=n, values=v, log=lg) for n, v, lg in axes],
                    seeds=args.seeds, solves=len(rows), failed=failed, no_closed_form=open_rows,
-                   seconds=time.perf_counter() - start)
+                   seconds=time.perf_counter() - start, processes=count)
     save_json(f"{args.out}/sweep.json", dict(summary, rows=rows))
     _write_csv(f"{args.out}/sweep.csv", rows, [a[0] for a in axes])
     figure = _phase_figure(args, model, axes, rows)
