@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""The ufm benchmark: speed per step, time to a certified minimiser, sweeps, compilation, GEMM floor.
+
+One run measures, on this machine, with the contestants alternated round by round so that they see
+the same load (each keeps its best round; ratios are of those, never absolute times alone):
+
+* ``steps``: seconds per full-batch gradient step at four sizes (K, n, d, loss), float32: ufm
+  (``ufm.solve`` with ``GradientDescent``, stopping rules tested every step, and every 50 steps
+  with ``check_every=50``), a bare ``jit`` + ``lax.scan`` of the same update written by hand, and
+  the PyTorch baseline (``benchmarks/torch_reference.py``). Also the step's GEMM floor: the same
+  scan of only its three matrix products, and each contestant's fraction of it.
+* ``certified``: float64 time to a certified minimiser (gradient norm ≤ 1e-10 and objective
+  within 1e-10 of the closed form) at the paper sizes, per solver, compile excluded and with a
+  cold compile (a fresh process, no persistent cache) and a warm one (persistent cache), against
+  the PyTorch loop's 30,000 steps and the gap it reaches.
+* ``sweep``: throughput of a 256-point grid of paper-size CE problems (64 λ × 4 seeds, L-BFGS,
+  float64, gtol 1e-10): one ``ufm.solve`` after another, ``vmap_solve`` with each batching, and
+  PyTorch once per point (its 30,000 steps per point from its measured seconds per step).
+* ``compile``: ``import ufm`` and the cold / warm-cache compile of one paper-size solve.
+
+Usage:
+    python benchmarks/bench.py [--sections steps certified sweep compile] [--quick]
+        [--out benchmarks/results]
+
+Writes ``<out>/<machine>-<date>.json`` and ``.md`` (machine, versions, date, every number).
+Needs torch for the baseline (``pip install -e '.[bench]'``); without it only ufm is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # time this checkout's ufm
+sys.path.insert(0, str(HERE))
+
+from bench_vs_torch import INIT_SCALE, LAMBDA, _torch_available, time_torch  # noqa: E402
+
+STEP_SIZES = [(4, 100, 64, "mse"), (10, 100, 64, "ce"), (100, 10, 128, "ce"), (10, 1000, 512, "ce")]
+PAPER_SIZES = [(10, 100, 64, "ce"), (4, 100, 64, "mse")]
+LR = 0.1
+TORCH_STEPS = 30_000
+
+
+def _steps_for(K, n, d):
+    """Steps per timed round: about 0.3 s on a 2-core CPU (a solve call's fixed ~0.4 ms then
+    weighs ≤ 0.2%)."""
+    seconds_per_step = 1.5e-10 * K * n * d * K + 3e-6  # a rough fit of this machine's bare step
+    return max(20, min(20_000, int(0.3 / seconds_per_step)))
+
+
+def machine_info() -> dict:
+    import jax
+    import jaxlib
+    import numpy as np
+    import optax
+
+    info = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                host=platform.node(), platform=platform.platform(), python=platform.python_version(),
+                processor=platform.processor() or platform.machine(), cpus=os.cpu_count(),
+                jax=jax.__version__, jaxlib=jaxlib.__version__, optax=optax.__version__,
+                numpy=np.__version__, backend=jax.default_backend(),
+                devices=[str(d) for d in jax.devices()])
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        info["cpu_model"] = names[0] if names else None
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    try:
+        import ufm
+
+        info["ufm"] = ufm.__version__
+        rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        info["git"] = rev + ("-dirty" if dirty else "")
+    except Exception:
+        pass
+    return info
+
+
+def _best(fn, rounds):
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def _bare_runner(problem, start, steps):
+    """A hand-written jit + scan of the same GD step (lr on W, b; N·lr on H) on the same objective."""
+    import jax
+    import jax.numpy as jnp
+
+    K, N, lam = problem.num_classes, problem.num_samples, LAMBDA
+    mse = problem.loss.name == "mse"
+
+    def objective(x, labels):
+        z = x.H @ x.W.T + x.b
+        if mse:
+            fit = 0.5 * jnp.mean(jnp.sum((z - jax.nn.one_hot(labels, K, dtype=z.dtype)) ** 2, -1))
+        else:
+            fit = jnp.mean(jax.nn.logsumexp(z, -1) - jnp.take_along_axis(z, labels[:, None], -1)[:, 0])
+        return fit + 0.5 * lam * (jnp.sum(x.W ** 2) + jnp.sum(x.H ** 2))
+
+    @jax.jit
+    def run(x, labels):
+        def body(x, _):
+            g = jax.grad(objective)(x, labels)
+            return type(x)(x.W - LR * g.W, x.H - N * LR * g.H, x.b - LR * g.b), None
+
+        return jax.lax.scan(body, x, None, length=steps)[0]
+
+    labels = jnp.asarray(problem.labels, jnp.int32)
+    return lambda: jax.block_until_ready(run(start, labels))
+
+
+def _gemm_runner(problem, start, steps):
+    """The step's three matrix products alone (Z = H Wᵀ, Gᵀ H, G W), scanned: the GEMM floor."""
+    import jax
+
+    @jax.jit
+    def run(W, H):
+        def body(c, _):
+            W, H = c
+            G = H @ W.T  # [N, K] stands in for the loss gradient (same shape)
+            return (W + 1e-9 * (G.T @ H), H + 1e-9 * (G @ W)), None
+
+        return jax.lax.scan(body, (W, H), None, length=steps)[0]
+
+    return lambda: jax.block_until_ready(run(start.W, start.H))
+
+
+def _peak_gemm_gflops(rounds=5) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    n = 1024
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    return 2 * n ** 3 / _best(lambda: jax.block_until_ready(f(a)), rounds) / 1e9
+
+
+def bench_steps(args) -> list[dict]:
+    import jax
+
+    import ufm
+
+    jax.config.update("jax_enable_x64", False)
+    losses = {"ce": ufm.losses.CrossEntropy(), "mse": ufm.losses.MSE()}
+    rows = []
+    sizes = STEP_SIZES[:2] if args.quick else STEP_SIZES
+    for K, n, d, loss in sizes:
+        steps = _steps_for(K, n, d) // (4 if args.quick else 1)
+        problem = ufm.UFM(K, n, d, losses[loss], LAMBDA, LAMBDA)
+        start = problem.init(jax.random.key(0), scale=INIT_SCALE)
+        solver = ufm.solvers.GradientDescent(LR)
+        runners = {
+            "ufm": lambda: jax.block_until_ready(
+                ufm.solve(problem, solver, start, max_steps=steps, gtol=0.0).value),
+            "ufm_check_every_50": lambda: jax.block_until_ready(
+                ufm.solve(problem, solver, start, max_steps=steps, gtol=0.0, check_every=50).value),
+            "bare_scan": _bare_runner(problem, start, steps),
+            "gemm_floor": _gemm_runner(problem, start, steps),
+        }
+        for run in runners.values():
+            run()  # compile and warm up
+        best = {name: float("inf") for name in runners}
+        torch_best = None
+        for _ in range(args.rounds):
+            for name, run in runners.items():
+                t0 = time.perf_counter()
+                run()
+                best[name] = min(best[name], (time.perf_counter() - t0) / steps)
+            if args.torch:
+                t = time_torch(K, n, d, loss, max(steps // 4, 20), "float32", LR, args.torch_device)
+                if "seconds_per_step" in t and (torch_best is None or t["seconds_per_step"] < torch_best):
+                    torch_best = t["seconds_per_step"]
+        flops = 3 * 2 * K * n * K * d  # three products of N·K·d multiply-adds
+        row = dict(K=K, n=n, d=d, loss=loss, dtype="float32", steps=steps, rounds=args.rounds,
+                   seconds_per_step={**best, "torch": torch_best},
+                   ufm_over_bare=best["ufm"] / best["bare_scan"],
+                   ufm_check_every_50_over_bare=best["ufm_check_every_50"] / best["bare_scan"],
+                   torch_over_ufm=None if torch_best is None else torch_best / best["ufm"],
+                   gemm_gflops=flops / best["gemm_floor"] / 1e9,
+                   fraction_of_gemm_floor=best["gemm_floor"] / best["ufm"],
+                   fraction_of_gemm_floor_check_every_50=best["gemm_floor"] / best["ufm_check_every_50"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# certified
+
+
+def _problem(K, n, d, loss):
+    import ufm
+
+    return ufm.UFM(K, n, d, {"ce": ufm.losses.CrossEntropy(), "mse": ufm.losses.MSE()}[loss], LAMBDA, LAMBDA)
+
+
+_CERTIFIED_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import jax
+jax.config.update("jax_enable_x64", True)
+import ufm
+t_import = time.perf_counter() - t0
+cache = sys.argv[6]
+if cache != "none":
+    ufm.enable_compilation_cache(cache)
+K, n, d = map(int, sys.argv[1:4]); loss, solver_name = sys.argv[4], sys.argv[5]
+p = ufm.UFM(K, n, d, {"ce": ufm.losses.CrossEntropy(), "mse": ufm.losses.MSE()}[loss], %r, %r)
+solver = {"tr": ufm.solvers.TrustRegion(), "lbfgs": ufm.solvers.LBFGS()}[solver_name]
+x0 = p.init(jax.random.key(0), scale=%r)
+t1 = time.perf_counter()
+sol = ufm.solve(p, solver, x0, max_steps=100000, gtol=1e-10); jax.block_until_ready(sol.value)
+first = time.perf_counter() - t1
+t2 = time.perf_counter()
+sol = ufm.solve(p, solver, x0, max_steps=100000, gtol=1e-10); jax.block_until_ready(sol.value)
+warm = time.perf_counter() - t2
+print(json.dumps(dict(import_s=t_import, first_call_s=first, warm_call_s=warm, compile_s=first - warm)))
+"""
+
+
+def _child(K, n, d, loss, solver, cache):
+    code = _CERTIFIED_CHILD % (LAMBDA, LAMBDA, INIT_SCALE)
+    env = dict(os.environ, UFM_NO_CACHE="1") if cache == "none" else dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", code, str(K), str(n), str(d), loss, solver, cache],
+                          capture_output=True, text=True, env=env, cwd=str(HERE.parent))
+    if proc.returncode:
+        return dict(error=(proc.stderr.strip().splitlines() or ["?"])[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_certified(args) -> list[dict]:
+    import jax
+
+    import ufm
+
+    jax.config.update("jax_enable_x64", True)
+    rows = []
+    for K, n, d, loss in PAPER_SIZES:
+        problem = _problem(K, n, d, loss)
+        target = ufm.theory.predict(problem).value
+        start = problem.init(jax.random.key(0), scale=INIT_SCALE)
+        row = dict(K=K, n=n, d=d, loss=loss, dtype="float64", gtol=1e-10, closed_form=target, solvers={})
+        for name, solver in (("tr", ufm.solvers.TrustRegion()), ("lbfgs", ufm.solvers.LBFGS())):
+            solve = lambda: ufm.solve(problem, solver, start, max_steps=100_000, gtol=1e-10)  # noqa: E731
+            sol = solve()
+            jax.block_until_ready(sol.value)
+            seconds = _best(lambda: jax.block_until_ready(solve().value), args.rounds)
+            gap = abs(float(sol.value) - target)
+            cold = _child(K, n, d, loss, name, "none")
+            with tempfile.TemporaryDirectory() as cache:
+                _child(K, n, d, loss, name, cache)  # fills the cache
+                warm_cache = _child(K, n, d, loss, name, cache)
+            row["solvers"][name] = dict(
+                seconds=seconds, steps=int(sol.num_steps), status=sol.status_name,
+                grad_norm=float(sol.grad_norm), gap=gap,
+                certified=bool(sol.status_name == "converged" and gap <= 1e-10),
+                cold_compile_s=cold.get("compile_s"), warm_cache_compile_s=warm_cache.get("compile_s"),
+                import_s=cold.get("import_s"))
+        if args.torch:
+            steps = 2000 if args.quick else TORCH_STEPS
+            t = time_torch(K, n, d, loss, steps, "float64", LR, args.torch_device)
+            if "seconds_per_step" in t:
+                row["torch"] = dict(steps=steps, seconds=t["seconds_per_step"] * steps, value=t["value"],
+                                    grad_norm=t["grad_norm"], gap=t["value"] - target)
+                for r in row["solvers"].values():
+                    r["torch_over_ufm"] = row["torch"]["seconds"] / r["seconds"]
+                    if r["cold_compile_s"] is not None:
+                        r["torch_over_ufm_with_cold_compile"] = row["torch"]["seconds"] / (r["seconds"] + r["cold_compile_s"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+
+
+def bench_sweep(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import ufm
+
+    jax.config.update("jax_enable_x64", True)
+    K, n, d, loss = PAPER_SIZES[0]
+    num_seeds = 4
+    num_lambdas = max(1, (8 if args.quick else args.sweep_points) // num_seeds)
+    lambdas = np.geomspace(1e-4, 1e-2, num_lambdas)
+    problem = _problem(K, n, d, loss)
+    solver = ufm.solvers.LBFGS()
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    grid_lam = np.repeat(lambdas, num_seeds)
+    starts = jax.vmap(lambda k: problem.init(k, scale=INIT_SCALE))(jnp.tile(keys, num_lambdas))
+    size = grid_lam.size
+    targets = np.array([ufm.theory.predict(_with(problem, lam)).value for lam in grid_lam])
+
+    def sequential():
+        out = []
+        for i in range(size):
+            p = _with(problem, grid_lam[i])
+            sol = ufm.solve(p, solver, jax.tree.map(lambda x: x[i], starts), max_steps=10_000, gtol=1e-10)
+            out.append(float(sol.value))
+        return np.array(out)
+
+    result = dict(K=K, n=n, d=d, loss=loss, dtype="float64", points=size, solver="lbfgs", gtol=1e-10,
+                  contestants={})
+
+    def record(name, compile_s, run):
+        t0 = time.perf_counter()
+        values = run()
+        seconds = time.perf_counter() - t0
+        ok = np.abs(values - targets) <= 1e-9 * np.maximum(1, np.abs(targets))
+        result["contestants"][name] = dict(seconds=seconds, compile_seconds=compile_s,
+                                           solves_per_second=size / seconds, matching_theory=int(ok.sum()))
+        print(name, json.dumps(result["contestants"][name]), flush=True)
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(ufm.solve(problem, solver, jax.tree.map(lambda x: x[0], starts), max_steps=10_000,
+                                    gtol=1e-10).value)
+    record("sequential", time.perf_counter() - t0, sequential)
+    # The batched contestants: vmap_solve's program, compiled ahead of time so that the timed call
+    # is execution alone (vmap_solve itself = these arguments + this program).
+    from ufm.solvers._driver import canonical_leaves
+    from ufm.sweep import _vmap_solve, resolve_batching
+
+    names = ("lambda_H", "lambda_W")
+    prob, solv = canonical_leaves((problem, solver), starts)
+    values = canonical_leaves((jnp.asarray(grid_lam), jnp.asarray(grid_lam)), starts)
+    gtol = jnp.asarray(1e-10)
+    for name, batching in (("vmap_solve map", "map"), ("vmap_solve chunks of 8", 8),
+                           ("vmap_solve vmap", "vmap")):
+        t0 = time.perf_counter()
+        compiled = _vmap_solve.lower(prob, solv, starts, values, gtol, names=names, max_steps=10_000,
+                                     params_batched=True, batching=resolve_batching(batching)).compile()
+        compile_s = time.perf_counter() - t0
+        record(name, compile_s, lambda: np.asarray(compiled(prob, solv, starts, values, gtol).value))
+    result["auto_on_this_backend"] = resolve_batching("auto")
+    base = result["contestants"]["sequential"]["solves_per_second"]
+    for r in result["contestants"].values():
+        r["over_sequential"] = r["solves_per_second"] / base
+    if args.torch:
+        t = time_torch(K, n, d, loss, 500 if args.quick else 2000, "float64", LR, args.torch_device)
+        if "seconds_per_step" in t:
+            per_point = t["seconds_per_step"] * TORCH_STEPS
+            result["torch"] = dict(seconds_per_point=per_point, solves_per_second=1 / per_point,
+                                   note=f"{TORCH_STEPS} steps per point at the measured seconds per step")
+            for r in result["contestants"].values():
+                r["over_torch"] = r["solves_per_second"] * per_point
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _with(problem, lam):
+    import dataclasses
+
+    return dataclasses.replace(problem, lambda_W=float(lam), lambda_H=float(lam))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _markdown(record) -> str:
+    m = record["machine"]
+    out = [f"# ufm benchmark, {m['date']}", "",
+           f"Machine: {m.get('cpu_model') or m['processor']}, {m['cpus']} CPUs ({m['platform']}); "
+           f"backend {m['backend']}. Versions: ufm {m.get('ufm')} ({m.get('git')}), jax {m['jax']}, "
+           f"jaxlib {m['jaxlib']}, optax {m['optax']}, torch {m.get('torch')}, Python {m['python']}.", ""]
+    if "peak_gemm_gflops" in record:
+        out += [f"Peak float32 GEMM (1024³, jit): {record['peak_gemm_gflops']:.1f} GFLOP/s.", ""]
+    if record.get("steps"):
+        out += ["## Seconds per gradient step (float32)", "",
+                "| K, n, d, loss | ufm µs | ufm / bare scan | with check_every=50 | torch / ufm | GEMM floor µs (GFLOP/s) | ufm's fraction of the floor |",
+                "|---|---|---|---|---|---|---|"]
+        for r in record["steps"]:
+            s = r["seconds_per_step"]
+            torch_ratio = "—" if r["torch_over_ufm"] is None else f"{r['torch_over_ufm']:.1f}×"
+            out.append(f"| {r['K']}, {r['n']}, {r['d']}, {r['loss']} | {s['ufm'] * 1e6:.1f} | "
+                       f"{r['ufm_over_bare']:.3f} | {r['ufm_check_every_50_over_bare']:.3f} | {torch_ratio} | "
+                       f"{s['gemm_floor'] * 1e6:.1f} ({r['gemm_gflops']:.1f}) | "
+                       f"{r['fraction_of_gemm_floor']:.2f} / {r['fraction_of_gemm_floor_check_every_50']:.2f} |")
+        out.append("")
+    if record.get("certified"):
+        out += ["## Time to a certified minimiser (float64, gradient ≤ 1e-10, objective within 1e-10 of the closed form)", "",
+                "| K, n, d, loss | solver | steps | seconds | certified | cold compile s | warm-cache compile s | torch 30k steps s (gap) | torch / ufm | with cold compile |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in record["certified"]:
+            t = r.get("torch")
+            for name, s in r["solvers"].items():
+                ts = "—" if not t else f"{t['seconds']:.1f} ({t['gap']:.1e})"
+                out.append(f"| {r['K']}, {r['n']}, {r['d']}, {r['loss']} | {name} | {s['steps']} | {s['seconds']:.3f} | "
+                           f"{s['certified']} | {_fmt(s['cold_compile_s'])} | {_fmt(s['warm_cache_compile_s'])} | {ts} | "
+                           f"{_fmt(s.get('torch_over_ufm'), '.0f', '×')} | {_fmt(s.get('torch_over_ufm_with_cold_compile'), '.0f', '×')} |")
+        out.append("")
+    if record.get("sweep"):
+        r = record["sweep"]
+        out += [f"## Sweep: {r['points']} paper-size problems (K={r['K']}, n={r['n']}, d={r['d']}, {r['loss']}, "
+                f"{r['solver']}, {r['dtype']}, gtol {r['gtol']})", "",
+                "| batching | solves/s | vs sequential | vs torch once per point | matching theory | compile s |",
+                "|---|---|---|---|---|---|"]
+        for name, c in r["contestants"].items():
+            out.append(f"| {name} | {c['solves_per_second']:.2f} | {c['over_sequential']:.2f}× | "
+                       f"{_fmt(c.get('over_torch'), '.0f', '×')} | {c['matching_theory']}/{r['points']} | {c['compile_seconds']:.1f} |")
+        if r.get("torch"):
+            out.append(f"\nTorch: {r['torch']['seconds_per_point']:.1f} s per point ({r['torch']['note']}).")
+        out.append("")
+    return "\n".join(out)
+
+
+def _fmt(x, spec=".2f", suffix=""):
+    return "—" if x is None else f"{x:{spec}}{suffix}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sections", nargs="+", default=["steps", "certified", "sweep"],
+                   choices=["steps", "certified", "sweep"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
+    p.add_argument("--no-torch", dest="torch", action="store_false")
+    p.add_argument("--torch-device", default="cpu", help="torch device of the baseline (cuda on a GPU)")
+    p.add_argument("--sweep-points", type=int, default=256, help="grid points of the sweep section (λ × 4 seeds)")
+    p.add_argument("--out", default=str(HERE / "results"))
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    args.torch = args.torch and _torch_available()
+    record = dict(machine=machine_info(), argv=sys.argv[1:] if argv is None else list(argv))
+    record["peak_gemm_gflops"] = _peak_gemm_gflops()
+    for section in args.sections:
+        t0 = time.perf_counter()
+        record[section] = {"steps": bench_steps, "certified": bench_certified, "sweep": bench_sweep}[section](args)
+        record.setdefault("section_seconds", {})[section] = time.perf_counter() - t0
+    from ufm.io import save_json
+
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"{record['machine']['backend']}-{record['machine']['date'][:10]}"
+                        + ("-quick" if args.quick else ""))
+    save_json(stem + ".json", record)
+    with open(stem + ".md", "w") as fh:
+        fh.write(_markdown(record))
+    print(f"wrote {stem}.json and {stem}.md")
+    return record
+
+
+if __name__ == "__main__":
+    main()
