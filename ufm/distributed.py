@@ -26,9 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-
-
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None) -> tuple[int, int]:
     """Join the group of processes; returns (this process's index, the process count).

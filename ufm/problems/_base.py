@@ -101,7 +101,7 @@ class ClassLabels:
         return jnp.repeat(jnp.arange(K, dtype=jnp.int32), counts, total_repeat_length=self.num_samples)
 
     def _build_targets(self):
-        return jnp.asarray(np.repeat(np.arange(self.num_classes, dtype=np.int32), self.counts))
+        return jnp.asarray(self.labels, dtype=jnp.int32)
 
     @property
     def one_hot(self) -> np.ndarray:

@@ -186,7 +186,7 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
         check_every: test the stopping rules every this many steps (≥ 1). In between, the
             steps run as one fused ``scan`` with no gradient norm, finiteness or stall test:
             for first-order solvers on small or memory-bound problems this is most of the
-            driver's cost per step (benchmarks/README.md). The solve may then run up to
+            driver's cost per step (docs/speed.md). The solve may then run up to
             ``check_every − 1`` steps past the first point where it could have stopped (the
             status and values are those of the point returned); ``max_steps`` is still exact.
             ``record_every`` and ``progress_every`` must be multiples of it.
