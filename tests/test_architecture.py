@@ -14,7 +14,7 @@ ROWS = {
     "problems": 3, "protocols": 3,
     "solvers": 4,
     "metrics": 5, "landscape": 5,
-    "sweep": 6, "compare": 6, "rfm": 6,
+    "sweep": 6, "sharding": 6, "compare": 6, "rfm": 6,
     "io": 7, "plots": 7, "cases": 7, "cache": 7, "distributed": 7,
     "cli_models": 8, "reproduce": 8, "sweep_cli": 9, "landscape_cli": 9, "cli": 10, "__main__": 11,
 }

@@ -15,7 +15,7 @@ from ufm import solvers
 from ufm.solvers import Solution, Status, solve
 from ufm import metrics, landscape
 from ufm.compare import Report, certified_solve, compare
-from ufm import distributed, io, plots, sweep
+from ufm import distributed, io, plots, sharding, sweep
 from ufm import networks, rfm
 from ufm.cache import enable_compilation_cache
 
@@ -24,4 +24,4 @@ from ufm._version import __version__
 __all__ = ["UFM", "UFMParams", "DeepUFM", "DeepParams", "SphericalUFM", "SphericalParams",
            "MultiLabelUFM", "RegressionUFM", "RegressionParams", "solve", "Solution", "Status",
            "compare", "certified_solve", "Report", "losses", "manifolds", "theory", "solvers", "metrics", "landscape",
-           "sweep", "distributed", "io", "plots", "networks", "rfm", "enable_compilation_cache", "__version__"]
+           "sweep", "sharding", "distributed", "io", "plots", "networks", "rfm", "enable_compilation_cache", "__version__"]

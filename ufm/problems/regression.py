@@ -93,7 +93,8 @@ class RegressionUFM:
 
     def __post_init__(self):
         arr = _validate_targets(self.targets)
-        if arr is not None:
+        placed = isinstance(self.targets, jax.Array) and self.targets.dtype == default_float()
+        if arr is not None and not placed:  # a device array keeps its placement (ufm.sharding)
             object.__setattr__(self, "targets", jnp.asarray(arr, dtype=default_float()))
         check_int("dim", self.dim, low=1)
         for name in ("lambda_W", "lambda_H"):
