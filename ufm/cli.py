@@ -78,8 +78,9 @@ def _float(low: float | None = None, low_open: bool = False):
 
 def _add_solver_arguments(s) -> None:
     s.add_argument("--solver", choices=list(SOLVERS), default=None,
-                   help="lbfgs (default, Euclidean models), tr (trust region; default for spherical), "
-                        "gd, adam, rgd (Riemannian gradient descent, spherical)")
+                   help="tr (trust region; the default, except on --model deep with ReLU), lbfgs "
+                        "(default there; Euclidean models), gd, adam, rgd (Riemannian gradient "
+                        "descent, spherical)")
     s.add_argument("--lr", type=_float(0.0, low_open=True), default=None,
                    help="learning rate (gd, adam, rgd; > 0; default 0.1 for gd, 0.01 for adam)")
     s.add_argument("--max-steps", type=_int(1), default=20_000)

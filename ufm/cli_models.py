@@ -313,12 +313,16 @@ def model_name(problem) -> str:
 # ---- solving ----------------------------------------------------------------------------
 
 def make_solver(problem, name: str | None, lr: float | None):
-    """The stepper for ``--solver`` (default: L-BFGS on Euclidean problems, the Riemannian trust
-    region on the spherical model)."""
+    """The stepper for ``--solver`` (default: :func:`ufm.solvers.default_solver`, the trust region
+    on smooth problems and L-BFGS on ReLU ones)."""
     import ufm
 
     euclidean = problem.manifold.is_euclidean
-    name = name or ("lbfgs" if euclidean else "tr")
+    if name is None:
+        if lr is not None:
+            raise UsageError("--lr applies to --solver gd, adam or rgd (the default solver chooses "
+                             "its own steps)")
+        return ufm.solvers.default_solver(problem)
     if name == "lbfgs" and not euclidean:
         raise UsageError("--solver lbfgs is Euclidean only: use tr or rgd for --model spherical")
     if lr is not None and name in ("lbfgs", "tr"):
@@ -364,6 +368,19 @@ DEEP_SCALES = (0.05, 0.5, 1.0, 2.0)
 RELU_GTOL, RELU_TOL = 1e-6, 1e-4
 
 
+def trust_region_notes(solver, sol) -> list:
+    """A note when the trust region's truncated CG hit its iteration cap (``TrustRegionState.capped``)."""
+    import numpy as np
+
+    capped = getattr(getattr(sol.state, "inner", None), "capped", None)
+    if capped is None or int(np.sum(capped)) == 0:
+        return []
+    return [f"trust region: {int(np.sum(capped))} subproblem(s) stopped at max_inner = "
+            f"{solver.max_inner} CG iterations without meeting the residual rule (an "
+            f"ill-conditioned Hessian: convergence is no longer superlinear; raise max_inner or "
+            f"try --solver lbfgs)"]
+
+
 def solve_and_compare(problem, solver, *, seed: int, init_scale: float, max_steps: int, gtol: float,
                       solve_fn, restarts: int | None = None, log=print):
     """Solve ``problem``, escape saddles, and compare with the closed form when there is one.
@@ -387,7 +404,7 @@ def solve_and_compare(problem, solver, *, seed: int, init_scale: float, max_step
     else:
         sol = solve_fn(problem, solver, problem.init(jax.random.key(seed), init_scale),
                        max_steps=max_steps, gtol=gtol)
-    notes = []
+    notes = trust_region_notes(solver, sol)
     if int(sol.status) == int(ufm.Status.NONFINITE):
         return sol, None, ["the solve became non-finite (try a smaller --lr or --init-scale)"]
     if not relu and int(sol.status) == int(ufm.Status.CONVERGED):

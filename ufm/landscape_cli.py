@@ -77,10 +77,7 @@ def _solve(problem, seed, max_steps):
     from ufm import solvers
     from ufm.compare import certified_solve
 
-    if getattr(problem.manifold, "is_euclidean", False):
-        solver = solvers.LBFGS()
-    else:
-        solver = solvers.TrustRegion()
+    solver = solvers.default_solver(problem)
     x0 = problem.init(jax.random.key(seed))
     return certified_solve(problem, solver, x0, gtol=1e-10, max_steps=max_steps)
 

@@ -22,7 +22,7 @@ class Case:
         loss: loss name.
         build: () -> problem.
         tier: smallest tier that runs it: "quick" (all runs), "default" or "full" (only --full).
-        solve: problem -> Solution; default :func:`default_solve` (L-BFGS from random starts).
+        solve: problem -> Solution; default :func:`default_solve` (the default solver from a random start, certified).
         check: (problem, solution) -> Report; default compares with ``ufm.theory.predict``.
         expect_no_closed_form: the row passes when ``predict`` refuses with NoClosedForm (the
             case documents a regime where no theorem applies).
@@ -45,26 +45,28 @@ class Case:
 
 def default_solve(problem, *, seed: int = 0, scale: float = 0.5, gtol: float = 1e-12,
                   max_steps: int = 20_000, restarts: int = 3, max_escapes: int = 3):
-    """L-BFGS from a Gaussian start, certified: restarted from its own output while not
-    converged, and escaped along the negative-curvature eigenvector wherever it stopped at a
-    saddle (:func:`ufm.compare.certified_solve`). A row can then neither fail nor pass because
-    the quasi-Newton solver stopped at a saddle."""
+    """The default solver (:func:`ufm.solvers.default_solver`: the trust region on smooth
+    problems, L-BFGS on ReLU ones) from a Gaussian start, certified: restarted from its own
+    output while not converged, and escaped along the negative-curvature eigenvector wherever it
+    stopped at a saddle (:func:`ufm.compare.certified_solve`). A row can then neither fail nor
+    pass because the solver stopped at a saddle."""
     from ufm.compare import certified_solve
-    from ufm.solvers import LBFGS
+    from ufm.solvers import default_solver
 
     params = problem.init(jax.random.key(seed), scale=scale)
-    return certified_solve(problem, LBFGS(), params, gtol=gtol, max_steps=max_steps,
+    return certified_solve(problem, default_solver(problem), params, gtol=gtol, max_steps=max_steps,
                            max_escapes=max_escapes, restarts=restarts)
 
 
 def polish(problem, solution, solver=None, *, gtol: float = 1e-12, max_steps: int = 20_000,
            max_escapes: int = 3):
     """Escape saddles from ``solution`` (e.g. the best of a multi-start) and re-solve: the hook for
-    rows with their own solve (:func:`ufm.compare.escape_saddles`); L-BFGS by default."""
+    rows with their own solve (:func:`ufm.compare.escape_saddles`); by default with
+    :func:`ufm.solvers.default_solver`."""
     from ufm.compare import escape_saddles
-    from ufm.solvers import LBFGS
+    from ufm.solvers import default_solver
 
-    return escape_saddles(problem, solver or LBFGS(), solution, gtol=gtol, max_steps=max_steps,
+    return escape_saddles(problem, solver or default_solver(problem), solution, gtol=gtol, max_steps=max_steps,
                           max_escapes=max_escapes)[0]
 
 

@@ -26,25 +26,27 @@ def _lam(kappa, K, n, L):
 
 def multi_solve(problem, *, seeds: int = 6, scales=_SCALES, polish: int = 2, gtol: float = 1e-12,
                 max_steps: int = 5000):
-    """Best of seeds × scales L-BFGS runs, each polished by restarting from its own output.
+    """Best of seeds × scales runs of :func:`ufm.solvers.default_solver` (the trust region for
+    linear deep models, L-BFGS with ReLU), each polished by restarting from its own output.
 
     A Python loop over one compiled solve (cheaper to compile than the vmapped
     :func:`ufm.sweep.multi_start` for these small rows; the runs are milliseconds each).
     """
     import jax
 
-    from ufm.solvers import LBFGS, Status, solve
+    from ufm.solvers import Status, default_solver, solve
 
+    solver = default_solver(problem)
     best = None
     for scale in scales:
         for seed in range(seeds):
-            sol = solve(problem, LBFGS(), problem.init(jax.random.key(seed), scale), gtol=gtol,
+            sol = solve(problem, solver, problem.init(jax.random.key(seed), scale), gtol=gtol,
                         max_steps=max_steps)
             for _ in range(polish):
                 if int(sol.status) == Status.CONVERGED:
                     break
                 steps = sol.num_steps
-                sol = solve(problem, LBFGS(), sol.params, gtol=gtol, max_steps=max_steps)
+                sol = solve(problem, solver, sol.params, gtol=gtol, max_steps=max_steps)
                 sol = sol._replace(num_steps=steps + sol.num_steps)
             if best is None or float(sol.value) < float(best.value):
                 best = sol

@@ -146,6 +146,13 @@ class DeepUFM(ClassLabels):
                              N * sum(widths) + sum(dims[l] * dims[l + 1] for l in range(len(widths)))
                              + 2 * N * K)
 
+    @property
+    def smooth(self) -> bool:
+        """Whether F is twice differentiable everywhere: False with a ReLU between layers (F is
+        piecewise smooth, with kinks where a hidden unit's input is 0); ``ufm.solvers.default_solver``
+        then picks L-BFGS, because a trust region's quadratic model is wrong across a kink."""
+        return self.activation == "identity" or len(self.widths) == 1
+
     @classmethod
     def extended(cls, num_classes: int, num_per_class, dim: int, dim_hidden: int, loss,
                  lambda_W: ArrayLike, lambda_H: ArrayLike, lambda_b: ArrayLike = 0.0,

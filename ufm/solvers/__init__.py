@@ -9,3 +9,5 @@ __all__ = ["solve", "Solution", "Status", "SolverState", "StepInfo", "GradientDe
            "LBFGS", "value_and_riemannian_grad"]
 from ufm.solvers.riemannian import RiemannianGradientDescent, TrustRegion  # noqa: E402
 __all__ += ["RiemannianGradientDescent", "TrustRegion"]
+from ufm.solvers.choice import default_solver  # noqa: E402
+__all__ += ["default_solver"]

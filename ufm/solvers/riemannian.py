@@ -159,6 +159,10 @@ class TrustRegionState(NamedTuple):
         rho: ratio of actual to predicted decrease of the last accepted step.
         inner_iterations: total truncated-CG iterations (= Hessian-vector products) so far.
         rejections: total rejected trial steps so far.
+        capped: total subproblems whose truncated CG spent ``max_inner`` iterations without
+            meeting its residual rule or a boundary (a sign of an ill-conditioned Hessian: the
+            step is still used, but local convergence is no longer superlinear). ``ufm solve``
+            reports it.
     """
 
     radius: Array
@@ -166,6 +170,7 @@ class TrustRegionState(NamedTuple):
     rho: Array
     inner_iterations: Array
     rejections: Array
+    capped: Array
 
 
 class _CG(NamedTuple):
@@ -197,7 +202,8 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
     iterations.
 
     Returns:
-        (η, Hess η, number of iterations, whether η is on the boundary).
+        (η, Hess η, number of iterations, whether η is on the boundary, whether the iteration
+        cap was reached before any other stopping rule).
     """
     eta0 = _tree.zeros_like(grad)
     z0 = precondition(scale, grad)
@@ -254,7 +260,7 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
     start = _CG(jnp.asarray(0), eta0, _tree.zeros_like(grad), grad, z0, z_r0, _tree.scale(-1.0, z0), zero, zero,
                 z_r0, zero, zero, norm_r0 == 0, jnp.asarray(False))
     c = jax.lax.while_loop(cond, body, start)
-    return c.eta, c.Heta, c.j, c.boundary
+    return c.eta, c.Heta, c.j, c.boundary, ~c.done
 
 
 @pytree_dataclass(meta=("max_inner", "max_rejections", "scale_blocks"))
@@ -326,7 +332,7 @@ class TrustRegion:
             max_radius = jnp.asarray(self.max_radius, dtype)
         radius = max_radius / 8 if self.initial_radius is None else jnp.asarray(self.initial_radius, dtype)
         inner = TrustRegionState(jnp.asarray(radius, dtype), jnp.asarray(max_radius, dtype),
-                                 jnp.zeros((), dtype), jnp.asarray(0), jnp.asarray(0))
+                                 jnp.zeros((), dtype), jnp.asarray(0), jnp.asarray(0), jnp.asarray(0))
         return SolverState(inner, value, rgrad)
 
     def step(self, problem, params, state):
@@ -341,7 +347,7 @@ class TrustRegion:
             return manifold.projection(params, v)
 
         def attempt(radius):
-            eta, Heta, j, boundary = truncated_cg(hess, g, scale, radius, kappa=self.kappa,
+            eta, Heta, j, boundary, capped = truncated_cg(hess, g, scale, radius, kappa=self.kappa,
                                                   theta=self.theta, max_inner=self.max_inner,
                                                   project=project, curvature_tol=self.curvature_tol)
             x = manifold.retraction(params, eta)
@@ -353,24 +359,26 @@ class TrustRegion:
             new_radius = jnp.where(rho < 0.25, radius / 4,
                                    jnp.where((rho > 0.75) & boundary,
                                              jnp.minimum(2 * radius, state.inner.max_radius), radius))
-            return x, f, rg, rho, new_radius, j
+            return x, f, rg, rho, new_radius, j, capped
 
         def cond(c):
             k, accepted = c[0], c[1]
             return ~accepted & (k < self.max_rejections)
 
         def body(c):
-            k, _, radius, _, _, _, _, inner_its = c
-            x, f, rg, rho, new_radius, j = attempt(radius)
-            return (k + 1, rho > self.accept_ratio, new_radius, x, f, rg, rho, inner_its + j)
+            k, _, radius, _, _, _, _, inner_its, caps = c
+            x, f, rg, rho, new_radius, j, capped = attempt(radius)
+            return (k + 1, rho > self.accept_ratio, new_radius, x, f, rg, rho, inner_its + j,
+                    caps + capped.astype(caps.dtype))
 
         dtype = f0.dtype
         start = (jnp.asarray(0), jnp.asarray(False), state.inner.radius, params, f0, g,
-                 jnp.zeros((), dtype), jnp.asarray(0))
-        k, ok, radius, x, f, rg, rho, inner_its = jax.lax.while_loop(cond, body, start)
+                 jnp.zeros((), dtype), jnp.asarray(0), jnp.asarray(0))
+        k, ok, radius, x, f, rg, rho, inner_its, caps = jax.lax.while_loop(cond, body, start)
         new_params = _tree.where(ok, x, params)
         new_inner = TrustRegionState(radius, state.inner.max_radius, jnp.where(ok, rho, state.inner.rho),
                                      state.inner.inner_iterations + inner_its,
-                                     state.inner.rejections + k - ok.astype(k.dtype))
+                                     state.inner.rejections + k - ok.astype(k.dtype),
+                                     state.inner.capped + caps)
         new_state = SolverState(new_inner, jnp.where(ok, f, f0), _tree.where(ok, rg, g))
         return new_params, new_state, info(problem, new_params, new_state)
