@@ -117,7 +117,7 @@ def test_replacing_a_hyperparameter_keeps_the_labels_and_replacing_counts_rebuil
     assert np.array_equal(np.asarray(dataclasses.replace(p, num_per_class=(1, 2, 1)).targets), [0, 1, 1, 2])
 
 
-@pytest.mark.parametrize("batching", ["map", 2, "vmap", "auto"])
+@pytest.mark.parametrize("batching", ["map", 2, "vmap", "loop", "auto"])
 def test_every_batching_gives_the_same_sweep(batching):
     p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
     lams = jnp.array([2e-3, 5e-3, 1e-2, 2e-2, 5e-2])
@@ -141,6 +141,31 @@ def test_map_batching_lets_each_row_stop_on_its_own():
                              gtol=1e-10, batching="vmap")
     np.testing.assert_allclose(np.asarray(a.value), np.asarray(b.value), rtol=1e-10)
     assert np.array_equal(np.asarray(a.num_steps), np.asarray(b.num_steps))
+
+
+def test_loop_batching_is_the_sequential_loop_and_compiles_once():
+    """``"loop"`` (``"auto"`` on a CPU) gives each row exactly what ``ufm.solve`` gives it, with
+    one compiled program for the whole grid (the row's hyperparameters are arguments)."""
+    from ufm.solvers._driver import _solve
+
+    assert ufm.sweep.resolve_batching("auto") == ("loop" if jax.default_backend() == "cpu" else "vmap")
+    p = ufm.UFM(3, 3, 4, ufm.losses.LabelSmoothing(0.1), 1e-2, 1e-2)  # a shape no other test solves
+    grid = {"lambda_W": jnp.array([3e-3, 1e-2, 3e-2]), "loss.alpha": jnp.array([0.05, 0.1, 0.2])}
+    starts = jax.vmap(lambda k: p.init(k))(jax.random.split(jax.random.key(1), 3))
+    solver = ufm.solvers.TrustRegion()
+    before = _solve._cache_size()
+    sols = ufm.sweep.vmap_solve(p, solver, starts, grid, params_batched=True, gtol=1e-11, batching="loop")
+    assert _solve._cache_size() - before == 1
+    for i in range(3):
+        q = ufm.sweep.replace_hyper(ufm.sweep.replace_hyper(p, "lambda_W", float(grid["lambda_W"][i])),
+                                    "loss.alpha", float(grid["loss.alpha"][i]))
+        one = ufm.solve(q, solver, jax.tree.map(lambda x: x[i], starts), gtol=1e-11)
+        assert int(one.num_steps) == int(sols.num_steps[i]) and one.status_name == sols.status_name[i]
+        assert float(one.value) == float(sols.value[i])
+        np.testing.assert_allclose(float(sols.value[i]), ufm.theory.predict(q).value, rtol=1e-10)
+    assert _solve._cache_size() - before == 1  # the single solves reused the loop's program
+    with pytest.raises(ValueError, match="batching='loop' runs on the default device"):
+        ufm.sweep.vmap_solve(p, solver, starts, grid, params_batched=True, batching="loop", devices="all")
 
 
 @pytest.mark.parametrize("bad", ["lanes", 0, -2, 1.5, None, True])

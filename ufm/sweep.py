@@ -78,9 +78,13 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
             step; right where a step of B rows costs about one step, on a GPU or TPU).
             ``"map"``: one row after another inside the same program (``lax.map``); each row
             stops on its own. An integer b: rows in vmapped chunks of b, chunk after chunk.
-            ``"auto"`` (default): ``"map"`` on a CPU backend, ``"vmap"`` on accelerators or with
-            ``devices``. Measured on a 2-core CPU (docs/speed.md): 64 paper-size CE problems with
-            L-BFGS ran at 0.88× of one solve after another under ``"map"``, 0.1× in chunks of 8.
+            ``"loop"``: a Python loop over the single-problem program of :func:`ufm.solve`
+            (compiled once, the row's hyperparameters passed as arguments), exactly what solving
+            the rows one by one costs; not with ``devices``. ``"auto"`` (default): ``"loop"`` on
+            a CPU backend, ``"vmap"`` on accelerators or with ``devices``. Measured on a 2-core
+            CPU (docs/speed.md): for paper-size CE problems in float64, ``"map"`` ran at
+            0.7–0.9× of the loop and vmapped chunks at 0.1–0.3× (the lanes' line searches and
+            CG iterations do not stay in step).
 
     Returns:
         A :class:`ufm.Solution` whose fields have a leading axis of size B.
@@ -115,6 +119,9 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
         params = jax.device_put(_pad_rows(params, padded) if params_batched else params,
                                 batched if params_batched else shared)
     gtol = jnp.asarray(gtol, float_dtype(params))
+    if batching == "loop":
+        return _loop_solve(problem, solver, params, values, np.asarray(gtol), names=names, size=size,
+                           max_steps=int(max_steps), params_batched=params_batched)
     sols = _vmap_solve(problem, solver, params, values, gtol, names=names, max_steps=int(max_steps),
                        params_batched=params_batched, batching=batching)
     return sols if devices is None else jax.tree.map(lambda x: x[:size], sols)
@@ -124,12 +131,37 @@ def resolve_batching(batching, devices=None):
     """``batching`` of :func:`vmap_solve` checked, with ``"auto"`` resolved for this backend:
     ``"vmap"``, ``"map"`` or a chunk size ≥ 1."""
     if isinstance(batching, str):
-        if batching not in ("auto", "vmap", "map"):
-            raise ValueError(f"batching must be 'auto', 'vmap', 'map' or a chunk size >= 1, got {batching!r}")
+        if batching not in ("auto", "vmap", "map", "loop"):
+            raise ValueError(f"batching must be 'auto', 'vmap', 'map', 'loop' or a chunk size >= 1, "
+                             f"got {batching!r}")
+        if batching == "loop" and devices is not None:
+            raise ValueError("batching='loop' runs on the default device: with devices use 'vmap', "
+                             "'map' or a chunk size")
         if batching == "auto":
-            return "vmap" if devices is not None or jax.default_backend() != "cpu" else "map"
+            return "vmap" if devices is not None or jax.default_backend() != "cpu" else "loop"
         return batching
     return check_int("batching", batching, low=1)
+
+
+def _loop_solve(problem, solver, params, values, gtol, *, names, size, max_steps, params_batched):
+    """The rows one after another through :func:`ufm.solve`'s program: one compilation (the
+    hyperparameters are arguments of the same shape and dtype in every row), each row stopping
+    on its own, dispatched asynchronously; the solutions stacked along a leading axis."""
+    # Rows sliced and stacked on the host: device slices and stacks would compile a small
+    # program per leaf shape, which costs a cold loop more than its solves at paper size.
+    host = [np.asarray(v) for v in values]
+    if params_batched:
+        params = jax.tree.map(np.asarray, params)
+    rows = []
+    for i in range(size):
+        prob = problem
+        for n, v in zip(names, host):
+            prob = replace_hyper(prob, n, v[i])
+        start = jax.tree.map(lambda x: jnp.asarray(x[i]), params) if params_batched else params
+        # called exactly as ufm.solve calls it, so that both share one compiled program
+        rows.append(_solve(prob, solver, start, gtol, None, max_steps=max_steps, record_every=0,
+                           progress_every=0, check_every=1))
+    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack([np.asarray(x) for x in leaves])), *rows)
 
 
 @functools.partial(jax.jit, static_argnames=("names", "max_steps", "params_batched", "batching"))
