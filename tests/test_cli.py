@@ -70,6 +70,10 @@ def test_verify_failure_exits_1_and_keeps_previous_report(tmp_path, monkeypatch,
     (["solve", "--init-scale", "0"], "init-scale"),
     (["solve", "--init-scale", "nan"], "init-scale"),
     (["solve", "--out", "x.txt"], ".npz"),
+    (["bench", "--rounds", "0"], "--rounds: must be an integer in [1,"),
+    (["bench", "--sweep-points", "2"], "--sweep-points: must be an integer in [4,"),
+    (["bench", "--sections", "speed"], "invalid choice"),
+    (["bench", "--out", ""], "--out must be a directory name"),
     (["frobnicate"], "invalid choice"),
     ([], "command is required"),
 ])
@@ -293,3 +297,28 @@ def test_python_compilation_cache_is_one_call(tmp_path):
     finally:
         ufm.enable_compilation_cache(False)
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_bench_quick_steps_writes_its_results_file(tmp_path):
+    """``ufm bench`` runs the checkout's benchmarks/bench.py in its own process and writes the
+    results file (machine, versions, the steps table) where --out says."""
+    proc = subprocess.run([sys.executable, "-m", "ufm", "bench", "--quick", "--sections", "steps",
+                           "--no-torch", "--rounds", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=_env(UFM_NO_CACHE="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (md,) = tmp_path.glob("cpu-*-quick.md")
+    text = md.read_text()
+    assert "Machine:" in text and "jax " in text and "| 10, 100, 64, ce |" in text
+    record = json.loads(md.with_suffix(".json").read_text())
+    assert {"machine", "steps", "peak_gemm_gflops"} <= set(record)
+    for row in record["steps"]:
+        assert row["seconds_per_step"]["ufm"] > 0 and row["seconds_per_step"]["bare_scan"] > 0
+        assert row["ufm_over_bare"] > 0 and row["torch_over_ufm"] is None  # --no-torch
+
+
+def test_bench_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "results"
+    path.write_text("keep me")
+    assert cli.main(["bench", "--out", str(path)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert path.read_text() == "keep me"

@@ -141,6 +141,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("out", metavar="OUT", help="output directory (one subdirectory per experiment)")
     r.add_argument("--quick", action="store_true", help="smoke-sized runs of every script")
     r.add_argument("--only", metavar="NAME", help="only these experiments (comma-separated names)")
+    b = sub.add_parser("bench", help="run the benchmark of the source checkout (benchmarks/bench.py): "
+                       "steps/s against bare JAX and PyTorch, time to a certified minimiser, sweeps")
+    b.add_argument("--sections", nargs="+", choices=["steps", "certified", "sweep"],
+                   default=["steps", "certified", "sweep"])
+    b.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
+    b.add_argument("--rounds", type=_int(1), default=5, help="alternated rounds per contestant (>= 1)")
+    b.add_argument("--no-torch", action="store_true", help="time ufm alone (no PyTorch baseline)")
+    b.add_argument("--torch-device", default="cpu", help="the PyTorch baseline's device (cuda on a GPU)")
+    b.add_argument("--sweep-points", type=_int(4), default=256, help="grid points of the sweep (>= 4)")
+    b.add_argument("--out", default=None, metavar="DIR",
+                   help="directory of the results file (default benchmarks/results of the checkout)")
     return p
 
 
@@ -374,6 +385,22 @@ def cmd_landscape(args) -> int:
     return landscape_cli.run(args)
 
 
+def cmd_bench(args) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+    if not script.is_file():
+        raise UsageError(f"ufm bench needs a source checkout: no benchmarks/bench.py at {script.parent}")
+    if args.out is not None:
+        _check_dir(args.out)
+    argv = [sys.executable, str(script), "--sections", *args.sections, "--rounds", str(args.rounds),
+            "--torch-device", args.torch_device, "--sweep-points", str(args.sweep_points)]
+    argv += ["--quick"] * args.quick + ["--no-torch"] * args.no_torch
+    argv += [] if args.out is None else ["--out", args.out]
+    return subprocess.run(argv).returncode  # a fresh process: the benchmark sets its own JAX flags
+
+
 def cmd_reproduce(args) -> int:
     from ufm import reproduce
 
@@ -385,7 +412,7 @@ def cmd_reproduce(args) -> int:
 def _run(argv) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
-        raise UsageError("a command is required: verify, solve, sweep, landscape or reproduce (see ufm --help)")
+        raise UsageError("a command is required: verify, solve, sweep, landscape, reproduce or bench (see ufm --help)")
     import warnings
 
     import jax
@@ -395,7 +422,7 @@ def _run(argv) -> int:
         warnings.filterwarnings("ignore", message=".*persistent compilation cache.*")
         jax.config.update("jax_enable_x64", True)  # the CLI is an application: theory checks in float64
         _enable_compilation_cache(jax)
-        return {"verify": cmd_verify, "solve": cmd_solve, "sweep": cmd_sweep,
+        return {"verify": cmd_verify, "solve": cmd_solve, "sweep": cmd_sweep, "bench": cmd_bench,
                 "reproduce": cmd_reproduce, "landscape": cmd_landscape}[args.command](args)
 
 
