@@ -17,10 +17,12 @@ the same load (each keeps its best round; ratios are of those, never absolute ti
   across the collapse threshold × 4 seeds, the default solver, float64, gtol 1e-10): one ``ufm.solve`` after another (and with L-BFGS),
   ``vmap_solve`` with each batching (all-lanes ``vmap`` on the first 32 points on a CPU), and
   PyTorch once per point (its 30,000 steps per point from its measured seconds per step).
-* ``compile``: ``import ufm`` and the cold / warm-cache compile of one paper-size solve.
+* ``solvers``: per model, steps and seconds to gradient norm 1e-10 with the trust region and with
+  L-BFGS (Riemannian gradient descent on the sphere): the measurement behind the default solver.
+Compile times (cold, and from the persistent cache) and ``import ufm`` are measured in ``certified``.
 
 Usage:
-    python benchmarks/bench.py [--sections steps certified sweep compile] [--quick]
+    python benchmarks/bench.py [--sections steps certified solvers sweep] [--quick]
         [--out benchmarks/results]
 
 Writes ``<out>/<machine>-<date>.json`` and ``.md`` (machine, versions, date, every number).
@@ -390,6 +392,63 @@ def bench_sweep(args) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# solvers: the default solver's choice, per model
+
+
+def _solver_models():
+    import jax
+
+    import ufm
+    from ufm.problems.regression import synthetic_targets
+
+    pal = ufm.losses.PickAllLabel()
+    return [
+        ("UFM CE K=10 n=100 d=64", ufm.UFM(10, 100, 64, ufm.losses.CrossEntropy(), LAMBDA, LAMBDA)),
+        ("UFM MSE K=4 n=100 d=64", ufm.UFM(4, 100, 64, ufm.losses.MSE(), LAMBDA, LAMBDA)),
+        ("UFM MSE no bias K=4 n=20 d=8", ufm.UFM(4, 20, 8, ufm.losses.MSE(), 1e-2, 1e-2, bias=False)),
+        ("UFM LS(0.1) K=10 n=20 d=16", ufm.UFM(10, 20, 16, ufm.losses.LabelSmoothing(0.1), 1e-3, 1e-3)),
+        ("UFM FL(2) K=10 n=20 d=16", ufm.UFM(10, 20, 16, ufm.losses.Focal(2.0), 1e-3, 1e-3)),
+        ("multi-label K=4 {1:5, 2:2} d=8", ufm.MultiLabelUFM.balanced(4, {1: 5, 2: 2}, 8, pal, 1e-3, 1e-3)),
+        ("regression N=100 t=3 d=6", ufm.RegressionUFM(synthetic_targets(jax.random.key(0), 100, [2.0, 1.0, 0.5]),
+                                                        6, 1e-2, 1e-2)),
+        ("deep linear L=2 K=4 n=10", ufm.DeepUFM(4, 10, (8, 8), ufm.losses.MSE(), 1e-3, 1e-3, bias=False,
+                                                 activation="identity")),
+        ("deep ReLU L=2 K=4 n=10", ufm.DeepUFM(4, 10, (8, 8), ufm.losses.MSE(), 1e-3, 1e-3, bias=False)),
+        ("spherical CE K=4 n=5 d=6", ufm.SphericalUFM(4, 5, 6, ufm.losses.CrossEntropy(), temperature=0.5)),
+    ]
+
+
+def bench_solvers(args) -> list[dict]:
+    """Steps and seconds to gradient norm 1e-10 from one start, the trust region against L-BFGS
+    (Riemannian gradient descent on the sphere), float64: the measurement behind
+    ``ufm.solvers.default_solver``. First call = compile + run; warm = best of ``rounds``."""
+    import jax
+
+    import ufm
+
+    jax.config.update("jax_enable_x64", True)
+    rows = []
+    for name, problem in _solver_models():
+        euclidean = problem.manifold.is_euclidean
+        x0 = problem.init(jax.random.key(0), scale=0.5)
+        row = dict(model=name, default=type(ufm.solvers.default_solver(problem)).__name__, solvers={})
+        other = ufm.solvers.LBFGS() if euclidean else ufm.solvers.RiemannianGradientDescent()
+        for solver in (ufm.solvers.TrustRegion(), other):
+            solve = lambda: ufm.solve(problem, solver, x0, max_steps=5_000, gtol=1e-10)  # noqa: E731
+            t0 = time.perf_counter()
+            sol = solve()
+            jax.block_until_ready(sol.value)
+            first = time.perf_counter() - t0
+            warm = _best(lambda: jax.block_until_ready(solve().value), 1 if args.quick else 3)
+            row["solvers"][type(solver).__name__] = dict(
+                steps=int(sol.num_steps), status=sol.status_name, grad_norm=float(sol.grad_norm),
+                value=float(sol.value), first_call_s=first, warm_s=warm)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def _with(problem, lam):
     import dataclasses
 
@@ -431,6 +490,15 @@ def _markdown(record) -> str:
                            f"{s['certified']} | {_fmt(s['cold_compile_s'])} | {_fmt(s['warm_cache_compile_s'])} | {ts} | "
                            f"{_fmt(s.get('torch_over_ufm'), '.0f', '×')} | {_fmt(s.get('torch_over_ufm_with_cold_compile'), '.0f', '×')} |")
         out.append("")
+    if record.get("solvers"):
+        out += ["## The default solver, per model (float64, gradient norm ≤ 1e-10, one start, at most 5,000 steps)", "",
+                "| model | default | solver | status | steps | F | first call s | warm s |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in record["solvers"]:
+            for name, c in r["solvers"].items():
+                out.append(f"| {r['model']} | {r['default']} | {name} | {c['status']} | {c['steps']} | "
+                           f"{c['value']:.12g} | {c['first_call_s']:.2f} | {c['warm_s']:.4f} |")
+        out.append("")
     if record.get("sweep"):
         r = record["sweep"]
         out += [f"## Sweep: {r['points']} paper-size problems (K={r['K']}, n={r['n']}, d={r['d']}, {r['loss']}, "
@@ -454,8 +522,8 @@ def _fmt(x, spec=".2f", suffix=""):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", nargs="+", default=["steps", "certified", "sweep"],
-                   choices=["steps", "certified", "sweep"])
+    p.add_argument("--sections", nargs="+", default=["steps", "certified", "solvers", "sweep"],
+                   choices=["steps", "certified", "solvers", "sweep"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
     p.add_argument("--no-torch", dest="torch", action="store_false")
@@ -472,7 +540,8 @@ def main(argv=None):
     record["peak_gemm_gflops"] = _peak_gemm_gflops()
     for section in args.sections:
         t0 = time.perf_counter()
-        record[section] = {"steps": bench_steps, "certified": bench_certified, "sweep": bench_sweep}[section](args)
+        record[section] = {"steps": bench_steps, "certified": bench_certified, "solvers": bench_solvers,
+                           "sweep": bench_sweep}[section](args)
         record.setdefault("section_seconds", {})[section] = time.perf_counter() - t0
     from ufm.io import save_json
 
