@@ -108,12 +108,13 @@ def test_riemannian_solver_hyperparameters_do_not_recompile():
     assert c.count == 0
 
 
-def test_vmap_sweep_compiles_once_per_shape():
-    p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+@pytest.mark.parametrize("batching, program", [("vmap", "_vmap_solve"), ("loop", "_solve")])
+def test_vmap_sweep_compiles_once_per_shape(batching, program):
+    p = ufm.UFM(3, 2, 3 if batching == "vmap" else 6, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
     start = p.init(jax.random.key(1))
-    with count_compiles("_vmap_solve") as c:
+    with count_compiles(program) as c:
         for grid in ([1e-3, 2e-3], np.array([3e-3, 4e-3]), jnp.array([5e-3, 6e-3])):
             sols = ufm.sweep.vmap_solve(p, ufm.solvers.GradientDescent(0.1), start, {"lambda_W": grid},
-                                        max_steps=5)
+                                        max_steps=5, batching=batching)
             jax.block_until_ready(sols.value)
     assert c.count == 1

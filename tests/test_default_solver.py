@@ -65,3 +65,18 @@ def test_capped_truncated_cg_is_counted_and_reported():
     # another stepper's state has no counter: no note
     assert trust_region_notes(ufm.solvers.LBFGS(), ufm.solve(p, ufm.solvers.LBFGS(), x0, max_steps=5)) == []
     assert np.isfinite(float(sol.value))
+
+
+@pytest.mark.parametrize("K, n, d, seeds", [(4, 10, 8, 3), (10, 100, 64, 1)])
+def test_trust_region_follows_negative_curvature_below_the_threshold(K, n, d, seeds):
+    """At Kτ = 0.77 from a small start the iterate passes near the origin saddle. Truncated CG
+    must follow the negative curvature it meets to the boundary (Steihaug), not keep its interior
+    η: keeping it measured 15–39 steps at K = 4 and 831–855 at paper size, following it 9–13."""
+    lam = 0.77 / (K * np.sqrt(n))
+    p = ufm.UFM(K, n, d, ufm.losses.CrossEntropy(), lam, lam)
+    target = ufm.theory.predict(p).value
+    for seed in range(seeds):
+        sol = ufm.solve(p, ufm.solvers.TrustRegion(), p.init(jax.random.key(seed), scale=0.1),
+                        gtol=1e-10, max_steps=5000)
+        assert sol.status_name == "converged" and int(sol.num_steps) <= 20, (seed, int(sol.num_steps))
+        assert abs(float(sol.value) - target) <= 1e-12 * target

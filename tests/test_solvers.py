@@ -55,15 +55,18 @@ def test_warm_restart_continues(mse_problem):
     np.testing.assert_allclose(second.value, whole.value, rtol=1e-13)
 
 
-def test_lambda_sweep_compiles_once_and_matches_theory():
-    problem = ufm.UFM(4, 3, 4, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
+@pytest.mark.parametrize("batching, dim", [("vmap", 4), ("loop", 7)])  # a shape of its own each
+def test_lambda_sweep_compiles_once_and_matches_theory(batching, dim):
+    problem = ufm.UFM(4, 3, dim, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
     start = problem.init(jax.random.key(0))
-    fn = ufm.sweep._vmap_solve
+    # "loop" (the CPU default) runs ufm.solve's own program row by row
+    fn = ufm.sweep._vmap_solve if batching == "vmap" else ufm.solvers._driver._solve
     before = fn._cache_size()
     values = []
     for grid in ([2e-3, 5e-3, 1e-2], [3e-3, 6e-3, 0.2]):
         sols = ufm.sweep.vmap_solve(problem, ufm.solvers.LBFGS(), start,
-                                    {"lambda_W": jnp.array(grid), "lambda_H": jnp.array(grid)}, gtol=1e-10)
+                                    {"lambda_W": jnp.array(grid), "lambda_H": jnp.array(grid)}, gtol=1e-10,
+                                    batching=batching)
         assert np.all(np.asarray(sols.status) == Status.CONVERGED)
         for lam, v in zip(grid, np.asarray(sols.value)):
             expected = ufm.theory.predict(dataclasses.replace(problem, lambda_W=lam, lambda_H=lam)).value
