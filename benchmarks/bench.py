@@ -15,7 +15,7 @@ the same load (each keeps its best round; ratios are of those, never absolute ti
   the PyTorch loop's 30,000 steps (float32, as the reference scripts run it) and the gap it reaches.
 * ``sweep``: throughput of a 256-point grid of paper-size CE problems (64 λ in [1e-4, 3e-2]
   across the collapse threshold × 4 seeds, the default solver, float64, gtol 1e-10): one ``ufm.solve`` after another (and with L-BFGS),
-  ``vmap_solve`` with each batching (all-lanes ``vmap`` on the first 32 points on a CPU), and
+  ``vmap_solve`` with each batching (on a CPU the lockstep ones on 16 and 8 spread points), and
   PyTorch once per point (its 30,000 steps per point from its measured seconds per step).
 * ``solvers``: per model, steps and seconds to gradient norm 1e-10 with the trust region and with
   L-BFGS (Riemannian gradient descent on the sphere): the measurement behind the default solver.
@@ -363,10 +363,15 @@ def bench_sweep(args) -> dict:
     # On a CPU the lockstep contestants run on an evenly spread subset: their lanes wait for the
     # slowest, and over all 256 points they would take most of an hour.
     every = np.arange(size)
-    lockstep = every if jax.default_backend() != "cpu" or args.quick or size <= args.sweep_vmap_points \
-        else np.unique(np.linspace(0, size - 1, args.sweep_vmap_points).round().astype(int))
+
+    def spread(k):
+        if jax.default_backend() != "cpu" or args.quick or size <= k:
+            return every
+        return np.unique(np.linspace(0, size - 1, k).round().astype(int))
+
     for name, batching, rows in (("vmap_solve auto", "auto", every), ("vmap_solve map", "map", every),
-                                 ("vmap_solve chunks of 8", 8, lockstep), ("vmap_solve vmap", "vmap", lockstep)):
+                                 ("vmap_solve chunks of 8", 8, spread(2 * args.sweep_vmap_points)),
+                                 ("vmap_solve vmap", "vmap", spread(args.sweep_vmap_points))):
         sub = {k: v[rows] for k, v in over.items()}
         sub_starts = jax.tree.map(lambda x: x[rows], starts)
         run = lambda: np.asarray(ufm.sweep.vmap_solve(problem, solver, sub_starts, sub, params_batched=True,  # noqa: E731
@@ -529,8 +534,9 @@ def main(argv=None):
     p.add_argument("--no-torch", dest="torch", action="store_false")
     p.add_argument("--torch-device", default="cpu", help="torch device of the baseline (cuda on a GPU)")
     p.add_argument("--sweep-points", type=int, default=256, help="grid points of the sweep section (λ × 4 seeds)")
-    p.add_argument("--sweep-vmap-points", type=int, default=32,
-                   help="points of the all-lanes vmap contestant on a CPU (its lanes wait for the slowest)")
+    p.add_argument("--sweep-vmap-points", type=int, default=8,
+                   help="points of the all-lanes vmap contestant on a CPU, twice as many for the chunks of 8 "
+                        "(their lanes wait for the slowest: 32 lanes took 456 s per call)")
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args(argv)
     if args.rounds < 1:
