@@ -6,7 +6,7 @@
 # 1. the GPU-relevant tests in float64 (solvers, driver, sweeps and sharding, every model's solve
 #    against theory) on the GPU backend;
 # 2. every model solved in float32 on the GPU against its closed form at float32 tolerances;
-# 3. the benchmark (steps, certified, sweep) with torch on the same GPU;
+# 3. the benchmark (steps, certified, solvers, a 64-point sweep) with torch on the same GPU;
 # and writes every result under OUT_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +20,5 @@ timeout 200 python -m pytest -q -p no:cacheprovider -n 0 -m "not slow" \
     tests/test_driver_speed.py tests/test_solvers.py tests/test_solver_grid.py tests/test_compile_guard.py \
     tests/test_verify_plain.py tests/test_spherical.py tests/test_problems.py 2>&1 | tail -5 | tee "$OUT/gpu_tests_float64.txt" || status=1
 timeout 60 python benchmarks/float32_check.py 2>&1 | tee "$OUT/gpu_float32.txt" || status=1
-timeout 200 python benchmarks/bench.py --rounds 3 --torch-device cuda --out "$OUT" 2>&1 | tail -40 || status=1
+timeout 200 python benchmarks/bench.py --rounds 3 --sweep-rounds 1 --sweep-points 64 --torch-device cuda --out "$OUT" 2>&1 | tail -40 || status=1
 exit $status

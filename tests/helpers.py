@@ -111,3 +111,19 @@ def zoo(name: str):
 def euclidean_zoo_names():
     """Names of the zoo problems on flat space (what L-BFGS solves): all but the spherical ones."""
     return tuple(n for n in ZOO_NAMES if not n.startswith("spherical"))
+
+
+def run_script_for_json(script: str, timeout: float = 300) -> dict:
+    """Run ``script`` in a fresh CPU-only Python (it sets its own XLA_FLAGS, e.g. simulated host
+    devices) and return the JSON object its last stdout line prints."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

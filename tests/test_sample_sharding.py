@@ -1,13 +1,9 @@
 """One problem split along its samples over several devices (simulated: 4 host devices in a fresh
 process) solves to the single-device solution, and the program really is SPMD."""
 
-import json
-import os
-import subprocess
-import sys
-
 import jax
 import pytest
+from helpers import run_script_for_json
 
 import ufm
 
@@ -74,12 +70,7 @@ MODELS = ("ufm_ce", "ufm_mse_bias", "deep", "multilabel", "spherical", "regressi
 
 def test_sharded_solves_match_single_device():
     # one test, one subprocess: a module fixture would run it once per xdist worker
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_script_for_json(SCRIPT)
     assert out["devices"] == 4
     for model in MODELS + ("two_of_four",):
         r, used = out[model], 2 if model == "two_of_four" else 4

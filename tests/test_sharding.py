@@ -1,10 +1,7 @@
 """Sweeps split over several devices (simulated: 4 host devices in a fresh process) give the same
 solutions as on one device, and the batch really is split."""
 
-import json
-import os
-import subprocess
-import sys
+from helpers import run_script_for_json
 
 SCRIPT = r'''
 import os
@@ -41,12 +38,7 @@ print(json.dumps(dict(devices=len(jax.devices()), shape=list(split.value.shape),
 
 
 def test_sharded_sweep_matches_single_device():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_script_for_json(SCRIPT)
     assert out["devices"] == 4 and out["padded"] == 8 and out["split_over"] == 4
     assert out["shape"] == [6] and out["ms_shape"] == [6]
     # same seed, same result, however the batch is placed: the same steps, values to rounding
