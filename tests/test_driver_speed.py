@@ -164,6 +164,9 @@ def test_loop_batching_is_the_sequential_loop_and_compiles_once():
         assert float(one.value) == float(sols.value[i])
         np.testing.assert_allclose(float(sols.value[i]), ufm.theory.predict(q).value, rtol=1e-10)
     assert _solve._cache_size() - before == 1  # the single solves reused the loop's program
+    empty = ufm.sweep.vmap_solve(p, solver, p.init(jax.random.key(0)), {"lambda_W": jnp.array([])},
+                                 batching="loop")
+    assert empty.value.shape == (0,) and empty.params.H.shape[0] == 0
     with pytest.raises(ValueError, match="batching='loop' runs on the default device"):
         ufm.sweep.vmap_solve(p, solver, starts, grid, params_batched=True, batching="loop", devices="all")
 

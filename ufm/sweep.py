@@ -82,9 +82,9 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
             (compiled once, the row's hyperparameters passed as arguments), exactly what solving
             the rows one by one costs; not with ``devices``. ``"auto"`` (default): ``"loop"`` on
             a CPU backend, ``"vmap"`` on accelerators or with ``devices``. Measured on a 2-core
-            CPU (docs/speed.md): for paper-size CE problems in float64, ``"map"`` ran at
-            0.7–0.9× of the loop and vmapped chunks at 0.1–0.3× (the lanes' line searches and
-            CG iterations do not stay in step).
+            CPU (docs/speed.md, 256 paper-size CE problems, float64, the trust region):
+            ``"map"`` ran at 0.9–1.1× of the loop, vmapped chunks and lockstep ``"vmap"`` at
+            0.05–0.4× (the lanes' CG iterations and rejected trials do not stay in step).
 
     Returns:
         A :class:`ufm.Solution` whose fields have a leading axis of size B.
@@ -119,6 +119,8 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
         params = jax.device_put(_pad_rows(params, padded) if params_batched else params,
                                 batched if params_batched else shared)
     gtol = jnp.asarray(gtol, float_dtype(params))
+    if batching == "loop" and size == 0:
+        batching = "map"  # an empty grid: the compiled map returns the empty Solution's structure
     if batching == "loop":
         return _loop_solve(problem, solver, params, values, np.asarray(gtol), names=names, size=size,
                            max_steps=int(max_steps), params_batched=params_batched)
@@ -129,7 +131,7 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
 
 def resolve_batching(batching, devices=None):
     """``batching`` of :func:`vmap_solve` checked, with ``"auto"`` resolved for this backend:
-    ``"vmap"``, ``"map"`` or a chunk size ≥ 1."""
+    ``"vmap"``, ``"map"``, ``"loop"`` or a chunk size ≥ 1."""
     if isinstance(batching, str):
         if batching not in ("auto", "vmap", "map", "loop"):
             raise ValueError(f"batching must be 'auto', 'vmap', 'map', 'loop' or a chunk size >= 1, "
