@@ -370,12 +370,10 @@ RELU_GTOL, RELU_TOL = 1e-6, 1e-4
 
 def trust_region_notes(solver, sol) -> list:
     """A note when the trust region's truncated CG hit its iteration cap (``TrustRegionState.capped``)."""
-    import numpy as np
-
-    capped = getattr(getattr(sol.state, "inner", None), "capped", None)
-    if capped is None or int(np.sum(capped)) == 0:
+    capped = getattr(getattr(sol.state, "inner", None), "capped", None)  # TrustRegion's state only
+    if capped is None or int(capped) == 0:
         return []
-    return [f"trust region: {int(np.sum(capped))} subproblem(s) stopped at max_inner = "
+    return [f"trust region: {int(capped)} subproblem(s) stopped at max_inner = "
             f"{solver.max_inner} CG iterations without meeting the residual rule (an "
             f"ill-conditioned Hessian: convergence is no longer superlinear; raise max_inner or "
             f"try --solver lbfgs)"]

@@ -23,27 +23,16 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from ufm.problems import (DeepParams, DeepUFM, MultiLabelUFM, RegressionParams, RegressionUFM,
-                          SphericalParams, SphericalUFM, UFM, UFMParams)
+from ufm.problems import DeepUFM, MultiLabelUFM, RegressionUFM, SphericalUFM, UFM
 from ufm.solvers._driver import check_params
 
 AXIS = "samples"
 
-# The per-sample leaves of each model, {leaf name: its sample axis}; every other leaf is replicated.
-# Declared per type rather than guessed from "an axis of length N" (K or d may equal N).
-PROBLEM_SAMPLE_LEAVES = {
-    UFM: {"targets": 0},  # integer labels [N] (a derived leaf)
-    DeepUFM: {"targets": 0},
-    SphericalUFM: {"targets": 0},
-    MultiLabelUFM: {"targets": 0},  # multi-hot targets [N, K] (a derived leaf)
-    RegressionUFM: {"targets": 0},  # Y [N, t]
-}
-PARAMS_SAMPLE_LEAVES = {
-    UFMParams: {"H": 0},  # H [N, d]; W [K, d] and b [K] replicated
-    DeepParams: {"H": 0},  # H_1 [N, d_1]; every W_l replicated
-    SphericalParams: {"H": 0},
-    RegressionParams: {"H": 0},
-}
+# Every supported model keeps its per-sample targets (integer labels [N], multi-hot rows [N, K],
+# regression targets [N, t]) in the problem leaf "targets" and its features in the params leaf
+# "H" [N, d] (the first layer's for DeepUFM), both sample-major; every other leaf is replicated.
+# Named per type rather than guessed from "an axis of length N" (K or d may equal N).
+SUPPORTED = (UFM, DeepUFM, SphericalUFM, MultiLabelUFM, RegressionUFM)
 
 
 def _devices(devices) -> list:
@@ -105,10 +94,9 @@ def shard_samples(problem, params, devices="all"):
         ...
         ValueError: devices must be 'all' or a non-empty sequence of jax devices, got []
     """
-    kind = type(problem)
-    if kind not in PROBLEM_SAMPLE_LEAVES:
-        names = ", ".join(t.__name__ for t in PROBLEM_SAMPLE_LEAVES)
-        raise ValueError(f"problem must be one of {names}, got {kind.__name__}")
+    if type(problem) not in SUPPORTED:
+        names = ", ".join(t.__name__ for t in SUPPORTED)
+        raise ValueError(f"problem must be one of {names}, got {type(problem).__name__}")
     check_params(problem, params)
     devices = _devices(devices)
     N, D = problem.num_samples, len(devices)
@@ -120,21 +108,19 @@ def shard_samples(problem, params, devices="all"):
     P = jax.sharding.PartitionSpec
     replicated = jax.sharding.NamedSharding(mesh, P())
 
-    def placer(sample_leaves):
+    split = jax.sharding.NamedSharding(mesh, P(AXIS))
+
+    def placer(sample_leaf: str):
         def place(path, leaf):
             if isinstance(leaf, (bool, int, float, complex)):
                 return leaf  # a Python number: a static-free scalar, left as written
-            name = path[0].name if len(path) == 1 and isinstance(path[0], jax.tree_util.GetAttrKey) else None
-            if name in sample_leaves:
-                axis = sample_leaves[name]
-                spec = P(*([None] * axis), AXIS)
-                return jax.device_put(leaf, jax.sharding.NamedSharding(mesh, spec))
-            return jax.device_put(leaf, replicated)
+            top = len(path) == 1 and isinstance(path[0], jax.tree_util.GetAttrKey)
+            return jax.device_put(leaf, split if top and path[0].name == sample_leaf else replicated)
         return place
 
-    problem = jax.tree_util.tree_map_with_path(placer(PROBLEM_SAMPLE_LEAVES[kind]), problem)
-    params = jax.tree_util.tree_map_with_path(placer(PARAMS_SAMPLE_LEAVES[type(params)]), params)
+    problem = jax.tree_util.tree_map_with_path(placer("targets"), problem)
+    params = jax.tree_util.tree_map_with_path(placer("H"), params)
     return problem, params
 
 
-__all__ = ["shard_samples", "PROBLEM_SAMPLE_LEAVES", "PARAMS_SAMPLE_LEAVES"]
+__all__ = ["shard_samples", "SUPPORTED"]

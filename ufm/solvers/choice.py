@@ -10,13 +10,13 @@ def default_solver(problem):
     """The stepper ``ufm solve``, ``ufm verify`` and the certified solves use when none is named.
 
     :class:`TrustRegion` (truncated CG on exact Hessian–vector products, Riemannian on the
-    spherical model) on every twice-differentiable problem: on the rows of ``ufm verify`` it
-    reached the certified tolerance in 4–16 steps where L-BFGS took 8–420, and its first call
-    (compile included) took 0.6–1.3 s against L-BFGS's 1.2–3.6 s (docs/speed.md, "Second order,
-    certified", measured per model). :class:`LBFGS` on piecewise
+    spherical model) on every twice-differentiable problem: from one start to gradient norm
+    1e-10 it took 8–30 steps where L-BFGS took 85–584 (RGD 246 on the sphere), and its warm
+    solves were 1.4–6.8× faster (``benchmarks/results/cpu-2026-12-03.md``, section "The default
+    solver, per model"; docs/speed.md, "Second order, certified"). :class:`LBFGS` on piecewise
     smooth problems (``problem.smooth`` False: the deep model with ReLU): there the trust region's
-    quadratic model is wrong across a kink, its steps shrink, and it measured 20,000 steps
-    without converging where L-BFGS converged in 40–233.
+    quadratic model is wrong across a kink, its steps shrink, and it ran 5,000 steps
+    without converging (F = 0.048) where L-BFGS reached the optimum in 342.
 
     Examples:
         >>> import ufm
