@@ -16,12 +16,12 @@ def ce_problem():
     return ufm.UFM(4, 3, 5, ufm.losses.CrossEntropy(), 5e-3, 5e-3)
 
 
-@pytest.mark.parametrize("check_every", [2, 7, 50])
+@pytest.mark.parametrize("check_every", [2, 7, 50, None])
 def test_check_every_takes_exactly_the_same_steps(ce_problem, check_every):
     """At gtol = 0 every step runs: the same iterates whatever the chunking, max_steps exact."""
     x0 = ce_problem.init(jax.random.key(0))
     solver = ufm.solvers.GradientDescent(0.2, momentum=0.5)
-    ref = ufm.solve(ce_problem, solver, x0, max_steps=103, gtol=0.0)
+    ref = ufm.solve(ce_problem, solver, x0, max_steps=103, gtol=0.0, check_every=1)
     got = ufm.solve(ce_problem, solver, x0, max_steps=103, gtol=0.0, check_every=check_every)
     assert int(got.num_steps) == int(ref.num_steps) == 103
     assert got.status_name == ref.status_name == "max_steps"
@@ -31,34 +31,59 @@ def test_check_every_takes_exactly_the_same_steps(ce_problem, check_every):
                                np.asarray(ref.params.H @ ref.params.H.T), rtol=1e-11, atol=1e-14)
 
 
-def test_check_every_converges_and_reports_the_point_it_returns(ce_problem):
+@pytest.mark.parametrize("solver", [ufm.solvers.GradientDescent(0.5), ufm.solvers.Adam(3e-2),
+                                    ufm.solvers.LBFGS()], ids=["gd", "adam", "lbfgs"])
+@pytest.mark.parametrize("check_every", [25, None])
+def test_check_every_converges_and_reports_the_point_it_returns(ce_problem, solver, check_every):
     x0 = ce_problem.init(jax.random.key(1))
-    solver = ufm.solvers.GradientDescent(0.5)
-    ref = ufm.solve(ce_problem, solver, x0, max_steps=50_000, gtol=1e-8)
-    got = ufm.solve(ce_problem, solver, x0, max_steps=50_000, gtol=1e-8, check_every=25)
+    ref = ufm.solve(ce_problem, solver, x0, max_steps=50_000, gtol=1e-8, check_every=1)
+    got = ufm.solve(ce_problem, solver, x0, max_steps=50_000, gtol=1e-8, check_every=check_every)
+    k = check_every or (1 if isinstance(solver, ufm.solvers.LBFGS) else 16)
     assert ref.status_name == got.status_name == "converged"
-    assert int(ref.num_steps) <= int(got.num_steps) < int(ref.num_steps) + 25
-    assert int(got.num_steps) % 25 == 0
+    assert int(ref.num_steps) <= int(got.num_steps) < int(ref.num_steps) + k
+    assert int(got.num_steps) % k == 0 or k == 1
     assert float(got.grad_norm) <= 1e-8  # the status is the returned point's
     np.testing.assert_allclose(float(got.value), ufm.theory.predict(ce_problem).value, rtol=1e-12)
+    # the value the driver skipped inside the chunk is the returned point's
+    np.testing.assert_allclose(float(got.state.value), float(ce_problem.value(got.params)), rtol=1e-14)
+
+
+def test_default_check_every_follows_the_solver(ce_problem):
+    """Gradient-only solvers skip the per-step tests and the value; the others test every step."""
+    x0 = ce_problem.init(jax.random.key(0))
+    gd, lbfgs = ufm.solvers.GradientDescent(0.2), ufm.solvers.LBFGS()
+    assert gd.reads_value is False and ufm.solvers.Adam().reads_value is False
+    assert getattr(lbfgs, "reads_value", True) and getattr(ufm.solvers.TrustRegion(), "reads_value", True)
+
+    # the default matches check_every=16 (GD) and 1 (L-BFGS): same steps, and record_every=10
+    # lowers GD's chunk to gcd(16, 10) = 2 instead of refusing it
+    for solver, k in ((gd, 16), (lbfgs, 1)):
+        a = ufm.solve(ce_problem, solver, x0, max_steps=37, gtol=0.0)
+        b = ufm.solve(ce_problem, solver, x0, max_steps=37, gtol=0.0, check_every=k)
+        assert int(a.num_steps) == int(b.num_steps) == 37
+        np.testing.assert_allclose(float(a.value), float(b.value), rtol=1e-13)
+    sol = ufm.solve(ce_problem, gd, x0, max_steps=40, gtol=0.0, record_every=10)
+    ref = ufm.solve(ce_problem, gd, x0, max_steps=40, gtol=0.0, record_every=10, check_every=1)
+    np.testing.assert_allclose(np.asarray(sol.trace), np.asarray(ref.trace), rtol=1e-12)
 
 
 def test_check_every_with_records_and_bad_values(ce_problem):
     x0 = ce_problem.init(jax.random.key(0))
     solver = ufm.solvers.GradientDescent(0.2)
     sol = ufm.solve(ce_problem, solver, x0, max_steps=40, gtol=0.0, check_every=10, record_every=20)
-    ref = ufm.solve(ce_problem, solver, x0, max_steps=40, gtol=0.0, record_every=20)
+    ref = ufm.solve(ce_problem, solver, x0, max_steps=40, gtol=0.0, record_every=20, check_every=1)
     np.testing.assert_allclose(np.asarray(sol.trace), np.asarray(ref.trace), rtol=1e-12)
     with pytest.raises(ValueError, match="record_every must be 0 or a multiple of check_every"):
         ufm.solve(ce_problem, solver, x0, max_steps=40, check_every=10, record_every=15)
-    for bad in (0, -1, 1.5, "10", None, True):
+    for bad in (0, -1, 1.5, "10", True):
         with pytest.raises(ValueError, match="check_every"):
             ufm.solve(ce_problem, solver, x0, check_every=bad)
 
 
-def test_check_every_stops_a_diverging_solve_as_nonfinite(ce_problem):
+@pytest.mark.parametrize("check_every", [10, None])
+def test_check_every_stops_a_diverging_solve_as_nonfinite(ce_problem, check_every):
     x0 = ce_problem.init(jax.random.key(0))
-    sol = ufm.solve(ce_problem, ufm.solvers.GradientDescent(1e6), x0, max_steps=1000, check_every=10)
+    sol = ufm.solve(ce_problem, ufm.solvers.GradientDescent(1e6), x0, max_steps=1000, check_every=check_every)
     assert sol.status_name == "nonfinite" and int(sol.num_steps) < 1000
 
 
@@ -187,3 +212,18 @@ def test_params_check_follows_the_shapes_of_the_problem_leaves():
         ufm.solve(p, ufm.solvers.LBFGS(), p.init(jax.random.key(0)), max_steps=3)
     with pytest.raises(ValueError, match=r"params.H must have shape \(7, 3\)"):
         ufm.solve(b, ufm.solvers.LBFGS(), a.init(jax.random.key(0)), max_steps=3)
+
+
+def test_solve_runs_inside_a_users_jit_and_lowers_ahead_of_time(ce_problem):
+    """``ufm.solve`` traced under the user's ``jax.jit`` (its argument checks read dtypes, not
+    values), and a solver whose ``__post_init__`` validates passes through ``jit(...).lower``
+    (JAX unflattens it with placeholder leaves)."""
+    x0 = ce_problem.init(jax.random.key(0))
+    gd = ufm.solvers.GradientDescent(0.2, momentum=0.5)
+    inside = jax.jit(lambda x: ufm.solve(ce_problem, gd, x, max_steps=20, gtol=0.0, check_every=1).value)(x0)
+    ref = ufm.solve(ce_problem, gd, x0, max_steps=20, gtol=0.0, check_every=1)
+    np.testing.assert_allclose(float(inside), float(ref.value), rtol=1e-13)
+    p, s = canonical_leaves((ce_problem, gd), x0)
+    compiled = _solve.lower(p, s, x0, np.asarray(0.0), max_steps=20, record_every=0,
+                            check_every=1).compile()
+    np.testing.assert_allclose(float(compiled(p, s, x0, np.asarray(0.0)).value), float(ref.value), rtol=1e-13)

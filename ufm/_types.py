@@ -76,7 +76,8 @@ def derived_leaf(obj, name: str):
     was rebuilt with (inside a trace, a traced argument), else ``obj._build_<name>()``, cached."""
     value = obj.__dict__.get("_derived_" + name)
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):  # unset, or a placeholder
-        value = getattr(obj, "_build_" + name)()
+        with jax.ensure_compile_time_eval():  # built under a user's jit: a value, not a tracer to leak
+            value = getattr(obj, "_build_" + name)()
         object.__setattr__(obj, "_derived_" + name, value)
     return value
 
@@ -130,8 +131,15 @@ def pytree_dataclass(cls=None, *, meta: Sequence[str] = (), derived: Sequence[st
             return children(obj), tuple(getattr(obj, m) for m in static)
 
         def unflatten(aux, leaves):
+            # No __init__: the fields were checked and normalised when the object was built, and
+            # JAX unflattens with leaves that are not arrays (``jit(f).lower`` passes ArgInfo
+            # placeholders, tree utilities pass None or sentinels), which __post_init__ would refuse.
             leaves = tuple(leaves)
-            obj = cls(**dict(zip(static, aux)), **dict(zip(data, leaves[:len(data)])))
+            obj = object.__new__(cls)
+            for name, value in zip(static, aux):
+                object.__setattr__(obj, name, value)
+            for name, value in zip(data, leaves[:len(data)]):
+                object.__setattr__(obj, name, value)
             for name, value in zip(derived_names, leaves[len(data):]):
                 object.__setattr__(obj, "_derived_" + name, value)
             return obj

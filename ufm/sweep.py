@@ -24,7 +24,7 @@ import numpy as np
 
 from ufm._types import check_int, check_scalar, default_float, replace_keeping_derived
 from ufm.solvers._driver import (Solution, _solve, canonical_leaves, check_contracts, check_params,
-                                float_dtype)
+                                default_check_every, float_dtype)
 
 
 def replace_hyper(obj, name: str, value):
@@ -162,7 +162,7 @@ def _loop_solve(problem, solver, params, values, gtol, *, names, size, max_steps
         start = jax.tree.map(lambda x: jnp.asarray(x[i]), params) if params_batched else params
         # called exactly as ufm.solve calls it, so that both share one compiled program
         rows.append(_solve(prob, solver, start, gtol, None, max_steps=max_steps, record_every=0,
-                           progress_every=0, check_every=1))
+                           progress_every=0, check_every=min(default_check_every(solver), max_steps)))
     return jax.tree.map(lambda *leaves: jnp.asarray(np.stack([np.asarray(x) for x in leaves])), *rows)
 
 

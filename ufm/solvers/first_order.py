@@ -62,6 +62,8 @@ class GradientDescent:
         'converged'
     """
 
+    reads_value = False  # step uses the gradient only (the driver may skip the value: _driver.py)
+
     learning_rate: ArrayLike = 1e-2
     momentum: ArrayLike = 0.0
     nesterov: bool = False
@@ -114,6 +116,8 @@ class Adam:
         >>> sol.status_name
         'converged'
     """
+
+    reads_value = False  # step uses the gradient only (the driver may skip the value: _driver.py)
 
     learning_rate: ArrayLike = 1e-3
     b1: ArrayLike = 0.9
