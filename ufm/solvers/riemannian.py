@@ -176,7 +176,6 @@ class TrustRegionState(NamedTuple):
 class _CG(NamedTuple):
     j: Array
     eta: object
-    Heta: object
     r: object
     z: object
     z_r: Array
@@ -192,7 +191,7 @@ class _CG(NamedTuple):
 
 def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
                  curvature_tol=1e-8):
-    """Steihaug–Toint truncated CG for min ⟨g, η⟩ + ½⟨Hess η, η⟩ s.t. ‖η‖_{S⁻¹} ≤ Δ.
+    """Steihaug–Toint truncated CG for min m(η) = ⟨g, η⟩ + ½⟨Hess η, η⟩ s.t. ‖η‖_{S⁻¹} ≤ Δ.
 
     Preconditioned by S (``scale``; the trust region is measured in the matching norm
     ⟨η, S⁻¹η⟩), following Absil, Baker & Gallivan (2007) and pymanopt's ``truncated_cg``. Stops on
@@ -201,9 +200,14 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
     has curvature ≤ ``curvature_tol`` × the largest seen (then η is kept), or after ``max_inner``
     iterations.
 
+    The model value is carried by CG's scalar recurrence (the residual r = g + Hess η is
+    orthogonal to the previous direction, so ⟨r, δ⟩ = −⟨z, r⟩): m(η + tδ) = m(η) − t⟨z, r⟩ +
+    ½t²⟨δ, Hess δ⟩. No Hess η is kept, which saves two vector updates and two inner products per
+    iteration (a third of an iteration's memory traffic at paper size).
+
     Returns:
-        (η, Hess η, number of iterations, whether η is on the boundary, whether the iteration
-        cap was reached before any other stopping rule).
+        (η, m(η), number of iterations, whether η is on the boundary, whether the iteration cap
+        was reached before any other stopping rule).
     """
     eta0 = _tree.zeros_like(grad)
     z0 = precondition(scale, grad)
@@ -235,11 +239,12 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
         # Step to the boundary: the positive root of ‖η + τδ‖² = Δ².
         disc = jnp.maximum(c.e_Pd ** 2 + c.d_Pd * (radius ** 2 - c.e_Pe), 0.0)
         tau = (-c.e_Pd + jnp.sqrt(disc)) / jnp.maximum(c.d_Pd, tiny)
-        eta_b, Heta_b = _tree.add_scale(c.eta, tau, c.delta), _tree.add_scale(c.Heta, tau, Hd)
-        # Interior CG step.
-        eta_i, Heta_i = _tree.add_scale(c.eta, alpha, c.delta), _tree.add_scale(c.Heta, alpha, Hd)
-        model_i = _tree.vdot(eta_i, grad) + 0.5 * _tree.vdot(eta_i, Heta_i)
+        model_b = c.model - tau * c.z_r + 0.5 * tau ** 2 * d_Hd
+        model_i = c.model - alpha * c.z_r + 0.5 * alpha ** 2 * d_Hd
         no_decrease = late_flat | (~to_boundary & (model_i >= c.model))  # keep the previous η
+        step = jnp.where(to_boundary, tau, jnp.where(no_decrease, 0.0, alpha))
+        eta = _tree.add_scale(c.eta, step, c.delta)
+        # Only an interior step continues: the rest of the state is unused once CG stops.
         r = project(_tree.add_scale(c.r, alpha, Hd))
         z = precondition(scale, r)
         z_r = _tree.vdot(z, r)
@@ -248,21 +253,15 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
         delta = project(_tree.sub(_tree.scale(beta, c.delta), z))
         e_Pd = beta * (c.e_Pd + alpha * c.d_Pd)
         d_Pd = z_r + beta ** 2 * c.d_Pd
-        interior = ~to_boundary & ~no_decrease
-        eta = _tree.where(to_boundary, eta_b, _tree.where(no_decrease, c.eta, eta_i))
-        Heta = _tree.where(to_boundary, Heta_b, _tree.where(no_decrease, c.Heta, Heta_i))
-        return _CG(c.j + 1, eta, Heta, _tree.where(interior, r, c.r), _tree.where(interior, z, c.z),
-                   jnp.where(interior, z_r, c.z_r), _tree.where(interior, delta, c.delta),
-                   jnp.where(interior, e_Pe_new, c.e_Pe), jnp.where(interior, e_Pd, c.e_Pd),
-                   jnp.where(interior, d_Pd, c.d_Pd),
-                   jnp.where(no_decrease, c.model, jnp.where(to_boundary, c.model, model_i)),
-                   rq_max, to_boundary | no_decrease | small, to_boundary)
+        model = jnp.where(to_boundary, model_b, jnp.where(no_decrease, c.model, model_i))
+        return _CG(c.j + 1, eta, r, z, z_r, delta, e_Pe_new, e_Pd, d_Pd, model, rq_max,
+                   to_boundary | no_decrease | small, to_boundary)
 
     zero = jnp.zeros((), z_r0.dtype)
-    start = _CG(jnp.asarray(0), eta0, _tree.zeros_like(grad), grad, z0, z_r0, _tree.scale(-1.0, z0), zero, zero,
+    start = _CG(jnp.asarray(0), eta0, grad, z0, z_r0, _tree.scale(-1.0, z0), zero, zero,
                 z_r0, zero, zero, norm_r0 == 0, jnp.asarray(False))
     c = jax.lax.while_loop(cond, body, start)
-    return c.eta, c.Heta, c.j, c.boundary, ~c.done
+    return c.eta, c.model, c.j, c.boundary, ~c.done
 
 
 @pytree_dataclass(meta=("max_inner", "max_rejections", "scale_blocks"))
@@ -349,12 +348,12 @@ class TrustRegion:
             return manifold.projection(params, v)
 
         def attempt(radius):
-            eta, Heta, j, boundary, capped = truncated_cg(hess, g, scale, radius, kappa=self.kappa,
-                                                  theta=self.theta, max_inner=self.max_inner,
-                                                  project=project, curvature_tol=self.curvature_tol)
+            eta, model, j, boundary, capped = truncated_cg(hess, g, scale, radius, kappa=self.kappa,
+                                                           theta=self.theta, max_inner=self.max_inner,
+                                                           project=project, curvature_tol=self.curvature_tol)
             x = manifold.retraction(params, eta)
             f, _, rg = value_and_riemannian_grad(problem, x)
-            model_decrease = -(_tree.vdot(g, eta) + 0.5 * _tree.vdot(eta, Heta))
+            model_decrease = -model
             rho = (f0 - f + rho_reg) / (model_decrease + rho_reg)
             rho = jnp.where(jnp.isfinite(rho) & (model_decrease >= 0), rho, -jnp.inf)
             # Radius update (Absil et al. 2007, Alg. 10).
