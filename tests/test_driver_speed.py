@@ -227,3 +227,23 @@ def test_solve_runs_inside_a_users_jit_and_lowers_ahead_of_time(ce_problem):
     compiled = _solve.lower(p, s, x0, np.asarray(0.0), max_steps=20, record_every=0,
                             check_every=1).compile()
     np.testing.assert_allclose(float(compiled(p, s, x0, np.asarray(0.0)).value), float(ref.value), rtol=1e-13)
+
+
+def test_loop_rows_on_threads_come_back_in_order_and_equal_single_solves(monkeypatch):
+    """More rows than threads, and one row alone: each row is the single solve of its λ, in order."""
+    p = ufm.UFM(3, 4, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    solver = ufm.solvers.TrustRegion()
+    x0 = p.init(jax.random.key(2))
+    lams = np.geomspace(1e-3, 1e-1, 9)
+    assert 2 <= ufm.sweep.loop_workers(x0) <= 16  # this machine: ≥ 1 core, ample memory
+    sols = ufm.sweep.vmap_solve(p, solver, x0, {"lambda_H": lams}, batching="loop")
+    for i, lam in enumerate(lams):
+        one = ufm.solve(ufm.sweep.replace_hyper(p, "lambda_H", lam), solver, x0)
+        assert float(one.value) == float(sols.value[i]) and int(one.num_steps) == int(sols.num_steps[i])
+    single = ufm.sweep.vmap_solve(p, solver, x0, {"lambda_H": lams[4:5]}, batching="loop")
+    assert float(single.value[0]) == float(sols.value[4])
+    # a machine whose memory holds one solve of this size at a time runs one row at a time
+    monkeypatch.setattr(ufm.sweep, "available_memory", lambda: 2 * 16 * 8 * sum(x.size for x in jax.tree.leaves(x0)))
+    assert ufm.sweep.loop_workers(x0) == 1
+    again = ufm.sweep.vmap_solve(p, solver, x0, {"lambda_H": lams}, batching="loop")
+    np.testing.assert_array_equal(np.asarray(again.value), np.asarray(sols.value))
