@@ -177,7 +177,6 @@ class _CG(NamedTuple):
     j: Array
     eta: object
     r: object
-    z: object
     z_r: Array
     delta: object
     e_Pe: Array
@@ -254,11 +253,11 @@ def truncated_cg(hess, grad, scale, radius, *, kappa, theta, max_inner, project,
         e_Pd = beta * (c.e_Pd + alpha * c.d_Pd)
         d_Pd = z_r + beta ** 2 * c.d_Pd
         model = jnp.where(to_boundary, model_b, jnp.where(no_decrease, c.model, model_i))
-        return _CG(c.j + 1, eta, r, z, z_r, delta, e_Pe_new, e_Pd, d_Pd, model, rq_max,
+        return _CG(c.j + 1, eta, r, z_r, delta, e_Pe_new, e_Pd, d_Pd, model, rq_max,
                    to_boundary | no_decrease | small, to_boundary)
 
     zero = jnp.zeros((), z_r0.dtype)
-    start = _CG(jnp.asarray(0), eta0, grad, z0, z_r0, _tree.scale(-1.0, z0), zero, zero,
+    start = _CG(jnp.asarray(0), eta0, grad, z_r0, _tree.scale(-1.0, z0), zero, zero,
                 z_r0, zero, zero, norm_r0 == 0, jnp.asarray(False))
     c = jax.lax.while_loop(cond, body, start)
     return c.eta, c.model, c.j, c.boundary, ~c.done
