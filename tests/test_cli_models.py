@@ -105,6 +105,24 @@ def test_sweep_writes_table_and_figure(tmp_path, capsys):
     assert (out / "phase.png").stat().st_size > 0 and (out / "phase.pdf").stat().st_size > 0
 
 
+def test_sweep_on_threads_is_the_sweep_one_after_another(tmp_path, capsys):
+    """Grid points solved on threads (the default) give the table of --workers 1, row for row and
+    bit for bit, in grid order: a shape axis (K) makes the threads compile programs concurrently."""
+    common = ["sweep", "--loss", "ce", "--n", "3", "--d", "4", "--grid", "K=2,3,4",
+              "--grid", "lambda_W=1e-3,2e-2", "--seeds", "2", "--no-progress"]
+    tables = {}
+    for workers in ("1", "4"):
+        out = tmp_path / f"w{workers}"
+        assert cli.main([*common, "--workers", workers, "--out", str(out)]) == 0
+        tables[workers] = json.loads((out / "sweep.json").read_text())["rows"]
+    capsys.readouterr()
+    keep = ("K", "lambda_W", "seed", "value", "grad_norm", "status", "steps", "predicted", "ok", "errors")
+    assert [{k: r[k] for k in keep} for r in tables["4"]] == [{k: r[k] for k in keep} for r in tables["1"]]
+    assert [(r["K"], r["lambda_W"], r["seed"]) for r in tables["4"]] == [
+        (K, lam, seed) for K in (2, 3, 4) for lam in (1e-3, 2e-2) for seed in (0, 1)]
+    assert all(r["ok"] for r in tables["4"])
+
+
 @pytest.mark.parametrize("grid, fragment", [
     (["--grid", "lambda_W=-1,0.1"], "grid point {'lambda_W': -1.0}"),
     (["--grid", "temperature=1,2"], "not a numeric option of --model ufm"),

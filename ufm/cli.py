@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--out", metavar="DIR", required=True,
                    help="directory for sweep.json, sweep.csv and the phase-diagram figure")
     w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    w.add_argument("--workers", type=_int(1, 256), default=None,
+                   help="threads solving grid points at once (default: twice the cores, at most 16, "
+                        "bounded by memory; 1 solves one after another); each solve is the same")
     w.add_argument("--distributed", action="store_true",
                    help="split the grid across JAX processes (jax.distributed: SLURM, or JAX_COORDINATOR_ADDRESS, "
                         "JAX_NUM_PROCESSES, JAX_PROCESS_ID); process 0 gathers and writes")

@@ -8,6 +8,7 @@ are array leaves of the problems, so points that differ only in them share one c
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import csv
 import io
@@ -136,9 +137,10 @@ def _run_sweep(args, prepare, solve_fn, check_out, group) -> int:
     if refusal is not None:
         raise refusal
     tasks = [(i, seed) for i in range(len(built)) for seed in range(args.seeds)]
-    mine = group.process_share(len(tasks)) if group else range(len(tasks))
-    rows, start, total = [], time.perf_counter(), len(mine)
-    for task in mine:
+    mine = list(group.process_share(len(tasks)) if group else range(len(tasks)))
+    start, total = time.perf_counter(), len(mine)
+
+    def solve_task(task):
         i, seed = tasks[task]
         point, problem, solver, gtol = built[i]
         t0 = time.perf_counter()
@@ -157,9 +159,22 @@ def _run_sweep(args, prepare, solve_fn, check_out, group) -> int:
                        ok=bool(report.ok), worst=_worst(report),
                        errors={r.quantity: float(r.error) for r in report.rows})
         row["notes"] = list(notes) + ([] if report is None else list(report.notes))
-        rows.append((task, row))
+        return row
+
+    solved = {}
+
+    def record(task, row):
+        solved[task] = row
         if not args.no_progress and rank == 0:
-            progress(len(rows), total, start, " ".join(f"{k}={v:.3g}" for k, v in point.items()))
+            point = built[tasks[task][0]][0]
+            progress(len(solved), total, start, " ".join(f"{k}={v:.3g}" for k, v in point.items()))
+
+    workers = min(sweep_workers(args, built), max(1, total - 1))
+    for task in mine[:1 if workers > 1 else total]:  # the first compiles before threads share it
+        record(task, solve_task(task))
+    if workers > 1 and total > 1:
+        _solve_on_threads(solve_task, mine[1:], workers, record)
+    rows = [(task, solved[task]) for task in mine]  # task order, whatever order they finished in
     if group is not None:
         rows = group.gather_to_process_0(rows)
         if rank != 0:
@@ -182,6 +197,38 @@ def _run_sweep(args, prepare, solve_fn, check_out, group) -> int:
     print(f"table written to {args.out}/sweep.json and sweep.csv" +
           (f"; figure to {figure}.png and .pdf" if figure else ""))
     return 1 if failed else 0
+
+
+def sweep_workers(args, built) -> int:
+    """Threads the sweep solves its points on: ``--workers``, or by default
+    :func:`ufm.sweep.loop_workers` for the largest problem of the grid (twice the usable cores, at
+    most 16, bounded by memory). Every solve is the one a single-threaded sweep makes."""
+    if getattr(args, "workers", None):
+        return args.workers
+    import jax
+
+    from ufm.sweep import loop_workers
+
+    def size(problem):
+        shapes = jax.eval_shape(lambda: problem.init(jax.random.key(0)))
+        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)), shapes
+
+    return loop_workers(max((size(problem) for _, problem, _, _ in built), key=lambda s: s[0])[1])
+
+
+def _solve_on_threads(solve_task, tasks, workers, record) -> None:
+    """``record(task, solve_task(task))`` for every task, on ``workers`` threads (XLA releases the
+    GIL while it runs). An error or Ctrl-C cancels the tasks not yet started and is raised at once
+    (a solve already running on a thread cannot be stopped; nothing has been written)."""
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ufm-sweep")
+    try:
+        futures = {pool.submit(solve_task, task): task for task in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            record(futures[future], future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _write_csv(path, rows, axis_names) -> None:
