@@ -2,7 +2,8 @@
 """The ufm benchmark: speed per step, time to a certified minimiser, sweeps, compilation, GEMM floor.
 
 One run measures, on this machine, with the contestants alternated round by round so that they see
-the same load (each keeps its best round; ratios are of those, never absolute times alone):
+the same load, their order rotated each round (each keeps its best round; ratios are of those, never
+absolute times alone):
 
 * ``steps``: seconds per full-batch gradient step at four sizes (K, n, d, loss), float32: ufm
   (``ufm.solve`` with ``GradientDescent`` as a user calls it, the stopping rules tested every 16
@@ -55,11 +56,14 @@ LR = 0.1
 TORCH_STEPS = 30_000
 
 
-def _steps_for(K, n, d):
-    """Steps per timed round: about 0.3 s on a 2-core CPU (a solve call's fixed ~0.4 ms then
-    weighs ≤ 0.2%)."""
-    seconds_per_step = 1.5e-10 * K * n * d * K + 3e-6  # a rough fit of this machine's bare step
-    steps = max(64, min(20_000, int(0.3 / seconds_per_step)))
+def _steps_for(problem, start, seconds: float = 0.3) -> int:
+    """Steps per timed round: about ``seconds`` of the bare scan on this machine (a solve call's
+    fixed ~0.4 ms then weighs ≤ 0.2%), calibrated by timing 64 bare steps (a fitted formula was
+    off by 5× at K = 100, leaving rounds of 50 ms that this machine's noise swamped)."""
+    calibrate = _bare_runner(problem, start, 64)
+    calibrate()  # compile
+    per_step = _best(calibrate, 3) / 64
+    steps = max(64, min(20_000, int(seconds / per_step)))
     return steps - steps % 64  # whole chunks of the default check_every (16), also in --quick
 
 
@@ -180,9 +184,9 @@ def bench_steps(args) -> list[dict]:
     rows = []
     sizes = STEP_SIZES[:2] if args.quick else STEP_SIZES
     for K, n, d, loss in sizes:
-        steps = _steps_for(K, n, d) // (4 if args.quick else 1)
         problem = ufm.UFM(K, n, d, losses[loss], LAMBDA, LAMBDA)
         start = problem.init(jax.random.key(0), scale=INIT_SCALE)
+        steps = _steps_for(problem, start, 0.075 if args.quick else 0.3)
         solver = ufm.solvers.GradientDescent(LR)
         runners = {
             "ufm": lambda: jax.block_until_ready(
@@ -196,8 +200,12 @@ def bench_steps(args) -> list[dict]:
             run()  # compile and warm up
         best = {name: float("inf") for name in runners}
         torch_best = None
-        for _ in range(args.rounds):
-            for name, run in runners.items():
+        names = list(runners)
+        for r in range(args.rounds):
+            # Rotated each round: the contestant right after torch's subprocess runs slow (measured
+            # 10-20% at K = 100), and a fixed order gave that handicap to ufm every round.
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                run = runners[name]
                 t0 = time.perf_counter()
                 run()
                 best[name] = min(best[name], (time.perf_counter() - t0) / steps)
@@ -539,7 +547,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sections", nargs="+", default=["steps", "certified", "solvers", "sweep"],
                    choices=["steps", "certified", "solvers", "sweep"])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
     p.add_argument("--no-torch", dest="torch", action="store_false")
     p.add_argument("--torch-device", default="cpu", help="torch device of the baseline (cuda on a GPU)")

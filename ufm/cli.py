@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--sections", nargs="+", choices=["steps", "certified", "solvers", "sweep"],
                    default=["steps", "certified", "solvers", "sweep"])
     b.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
-    b.add_argument("--rounds", type=_int(1), default=5, help="alternated rounds per contestant (>= 1)")
+    b.add_argument("--rounds", type=_int(1), default=8, help="alternated rounds per contestant (>= 1)")
     b.add_argument("--no-torch", action="store_true", help="time ufm alone (no PyTorch baseline)")
     b.add_argument("--torch-device", default="cpu", help="the PyTorch baseline's device (cuda on a GPU)")
     b.add_argument("--sweep-points", type=_int(4), default=256, help="grid points of the sweep (>= 4)")
