@@ -11,6 +11,9 @@ absolute times alone):
   same update written by hand, and
   the PyTorch baseline (``benchmarks/torch_reference.py``). Also the step's GEMM floor: the same
   scan of only its three matrix products, and each contestant's fraction of it.
+* ``threads``: the same seconds per step with the process on every core and pinned to one core
+  (``taskset -c 0``), ufm (and the bare scan) and torch each in fresh child processes, alternated:
+  which thread setting each contestant runs best at, and torch / ufm with each at its best.
 * ``certified``: float64 time to a certified minimiser (gradient norm ≤ 1e-10 and objective
   within 1e-10 of the closed form) at the paper sizes, per solver, compile excluded and with a
   cold compile (a fresh process, no persistent cache) and a warm one (persistent cache), against
@@ -24,7 +27,7 @@ absolute times alone):
 Compile times (cold, and from the persistent cache) and ``import ufm`` are measured in ``certified``.
 
 Usage:
-    python benchmarks/bench.py [--sections steps certified solvers sweep] [--quick]
+    python benchmarks/bench.py [--sections steps threads certified solvers sweep] [--quick]
         [--out benchmarks/results]
 
 Writes ``<out>/<machine>-<date>.json`` and ``.md`` (machine, versions, date, every number).
@@ -34,6 +37,7 @@ Needs torch for the baseline (``pip install -e '.[bench]'``); without it only uf
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -222,6 +226,100 @@ def bench_steps(args) -> list[dict]:
                    gemm_gflops=flops / best["gemm_floor"] / 1e9,
                    fraction_of_gemm_floor=best["gemm_floor"] / best["ufm"],
                    fraction_of_gemm_floor_check_every_1=best["gemm_floor"] / best["ufm_check_every_1"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+_THREADS_CHILD = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
+import jax
+jax.config.update("jax_enable_x64", False)
+import ufm
+from bench import LAMBDA, LR, _bare_runner, _best, _steps_for
+from bench_vs_torch import INIT_SCALE
+K, n, d = map(int, sys.argv[3:6]); loss = sys.argv[6]; rounds = int(sys.argv[7])
+p = ufm.UFM(K, n, d, {"ce": ufm.losses.CrossEntropy(), "mse": ufm.losses.MSE()}[loss], LAMBDA, LAMBDA)
+x0 = p.init(jax.random.key(0), scale=INIT_SCALE)
+steps = _steps_for(p, x0, float(sys.argv[8]))
+solver = ufm.solvers.GradientDescent(LR)
+runners = {"ufm": lambda: jax.block_until_ready(ufm.solve(p, solver, x0, max_steps=steps, gtol=0.0).value),
+           "bare_scan": _bare_runner(p, x0, steps)}
+for run in runners.values():
+    run()
+out = {name: _best(run, rounds) / steps for name, run in runners.items()}
+print(json.dumps(dict(out, cores=len(os.sched_getaffinity(0)), steps=steps)))
+"""
+
+
+@contextlib.contextmanager
+def _cores(pinned: bool):
+    """With ``pinned``, this process on the first core it may run on while the block runs
+    (``taskset -c``): children started inside inherit it, and XLA and torch size their thread
+    pools to it. (A preexec_fn would do the same in the child, but is unsafe in a threaded parent.)"""
+    if not pinned:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def bench_threads(args) -> list[dict]:
+    """Seconds per step at the four sizes with the process on every core and pinned to one
+    (``taskset -c 0``), ufm and torch each in fresh child processes, the four alternated round by
+    round: the measurement behind the thread advice in docs/speed.md."""
+    if not hasattr(os, "sched_setaffinity"):
+        print("threads: this platform cannot pin a process (no os.sched_setaffinity); skipped", flush=True)
+        return []
+    rows = []
+    sizes = STEP_SIZES[:2] if args.quick else STEP_SIZES
+    seconds = 0.075 if args.quick else 0.3
+    inner = 1 if args.quick else 3
+    for K, n, d, loss in sizes:
+        def ufm_child(pinned):
+            with _cores(pinned):
+                proc = subprocess.run([sys.executable, "-c", _THREADS_CHILD, str(HERE), str(HERE.parent), str(K),
+                                       str(n), str(d), loss, str(inner), str(seconds)], capture_output=True, text=True)
+            if proc.returncode:
+                return dict(error=(proc.stderr.strip().splitlines() or ["?"])[-1])
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        torch_steps = [500 if args.quick else 2000]
+
+        def torch_child(pinned):
+            with _cores(pinned):
+                return time_torch(K, n, d, loss, torch_steps[0], "float32", LR, args.torch_device)
+
+        contestants = [("ufm", False), ("ufm", True)] + ([("torch", False), ("torch", True)] if args.torch else [])
+        best, cores_seen = {}, {}
+        for r in range(1 if args.quick else args.thread_rounds):
+            for name, pinned in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
+                key = ("one_core" if pinned else "all_cores")
+                if name == "ufm":
+                    t = ufm_child(pinned)
+                    if "cores" in t:
+                        cores_seen[key] = t["cores"]  # 1 when pinned: the child saw one core
+                        torch_steps[0] = max(t["steps"] // 4, 20)  # as in the steps section
+                    for part in ("ufm", "bare_scan"):
+                        if part in t:
+                            slot = best.setdefault(part, {})
+                            slot[key] = min(slot.get(key, float("inf")), t[part])
+                else:
+                    t = torch_child(pinned)
+                    if "seconds_per_step" in t:
+                        slot = best.setdefault("torch", {})
+                        slot[key] = min(slot.get(key, float("inf")), t["seconds_per_step"])
+        row = dict(K=K, n=n, d=d, loss=loss, dtype="float32", cores=len(os.sched_getaffinity(0)),
+                   child_cores=cores_seen, seconds_per_step=best)
+        for name, slot in best.items():
+            row[f"{name}_best"] = min(slot, key=slot.get)
+        if "ufm" in best and "torch" in best:
+            row["torch_over_ufm_best_threads"] = min(best["torch"].values()) / min(best["ufm"].values())
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -501,6 +599,22 @@ def _markdown(record) -> str:
                        f"{s['gemm_floor'] * 1e6:.1f} ({r['gemm_gflops']:.1f}) | "
                        f"{r['fraction_of_gemm_floor']:.2f} / {r['fraction_of_gemm_floor_check_every_1']:.2f} |")
         out.append("")
+    if record.get("threads"):
+        out += ["## Threads: every core against one (`taskset -c 0`), float32, µs per step", "",
+                "Fresh child processes, the four alternated round by round; each keeps its best.", "",
+                "| K, n, d, loss | ufm, all cores | ufm, one core | bare scan, all / one | torch, all cores | torch, one core | torch / ufm, each at its best |",
+                "|---|---|---|---|---|---|---|"]
+        for r in record["threads"]:
+            s = r["seconds_per_step"]
+
+            def us(part, key):
+                v = s.get(part, {}).get(key)
+                return "—" if v is None else f"{v * 1e6:.1f}"
+
+            out.append(f"| {r['K']}, {r['n']}, {r['d']}, {r['loss']} | {us('ufm', 'all_cores')} | {us('ufm', 'one_core')} | "
+                       f"{us('bare_scan', 'all_cores')} / {us('bare_scan', 'one_core')} | {us('torch', 'all_cores')} | "
+                       f"{us('torch', 'one_core')} | {_fmt(r.get('torch_over_ufm_best_threads'), '.1f', '×')} |")
+        out.append("")
     if record.get("certified"):
         out += ["## Time to a certified minimiser (float64, gradient ≤ 1e-10, objective within 1e-10 of the closed form)", "",
                 "| K, n, d, loss | solver | steps | seconds | certified | cold compile s | warm-cache compile s | torch 30k steps s (gap) | torch / ufm | with cold compile |",
@@ -545,12 +659,14 @@ def _fmt(x, spec=".2f", suffix=""):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sections", nargs="+", default=["steps", "certified", "solvers", "sweep"],
-                   choices=["steps", "certified", "solvers", "sweep"])
+    p.add_argument("--sections", nargs="+", default=["steps", "threads", "certified", "solvers", "sweep"],
+                   choices=["steps", "threads", "certified", "solvers", "sweep"])
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
     p.add_argument("--no-torch", dest="torch", action="store_false")
     p.add_argument("--torch-device", default="cpu", help="torch device of the baseline (cuda on a GPU)")
+    p.add_argument("--thread-rounds", type=int, default=3,
+                   help="alternated rounds of the threads section (four child processes each)")
     p.add_argument("--sweep-points", type=int, default=256, help="grid points of the sweep section (λ × 4 seeds)")
     p.add_argument("--sweep-rounds", type=int, default=3, help="alternated timed rounds of the sweep contestants")
     p.add_argument("--sweep-vmap-points", type=int, default=8,
@@ -558,15 +674,16 @@ def main(argv=None):
                         "(their lanes wait for the slowest: 32 lanes took 456 s per call)")
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    for flag in ("rounds", "thread_rounds", "sweep_points", "sweep_rounds", "sweep_vmap_points"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     args.torch = args.torch and _torch_available()
     record = dict(machine=machine_info(), argv=sys.argv[1:] if argv is None else list(argv))
     record["peak_gemm_gflops"] = _peak_gemm_gflops()
     for section in args.sections:
         t0 = time.perf_counter()
-        record[section] = {"steps": bench_steps, "certified": bench_certified, "solvers": bench_solvers,
-                           "sweep": bench_sweep}[section](args)
+        record[section] = {"steps": bench_steps, "threads": bench_threads, "certified": bench_certified,
+                           "solvers": bench_solvers, "sweep": bench_sweep}[section](args)
         record.setdefault("section_seconds", {})[section] = time.perf_counter() - t0
     from ufm.io import save_json
 

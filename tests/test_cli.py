@@ -301,6 +301,25 @@ def test_python_compilation_cache_is_one_call(tmp_path):
         jax.config.update("jax_compilation_cache_dir", before)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_bench_threads_section_pins_its_children_to_one_core():
+    """The threads section's 'one core' children see one core (as under taskset -c 0), its 'all
+    cores' children every core, and the benchmark's own process gets its cores back."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench
+
+    before = os.sched_getaffinity(0)
+    count = [sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"]
+    with bench._cores(True):
+        pinned = subprocess.run(count, capture_output=True, text=True, check=True).stdout.strip()
+    with bench._cores(False):
+        unpinned = subprocess.run(count, capture_output=True, text=True, check=True).stdout.strip()
+    assert pinned == "1" and unpinned == str(len(before))
+    assert os.sched_getaffinity(0) == before
+
+
 def test_bench_quick_steps_writes_its_results_file(tmp_path):
     """``ufm bench`` runs the checkout's benchmarks/bench.py in its own process and writes the
     results file (machine, versions, the steps table) where --out says."""

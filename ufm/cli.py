@@ -146,8 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--only", metavar="NAME", help="only these experiments (comma-separated names)")
     b = sub.add_parser("bench", help="run the benchmark of the source checkout (benchmarks/bench.py): "
                        "steps/s against bare JAX and PyTorch, time to a certified minimiser, sweeps")
-    b.add_argument("--sections", nargs="+", choices=["steps", "certified", "solvers", "sweep"],
-                   default=["steps", "certified", "solvers", "sweep"])
+    b.add_argument("--sections", nargs="+", choices=["steps", "threads", "certified", "solvers", "sweep"],
+                   default=["steps", "threads", "certified", "solvers", "sweep"])
     b.add_argument("--quick", action="store_true", help="smaller sizes and fewer steps (a smoke run)")
     b.add_argument("--rounds", type=_int(1), default=8, help="alternated rounds per contestant (>= 1)")
     b.add_argument("--no-torch", action="store_true", help="time ufm alone (no PyTorch baseline)")

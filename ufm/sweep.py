@@ -162,9 +162,15 @@ def loop_workers(params) -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    per_solve = sum(np.size(x) * np.dtype(np.result_type(x)).itemsize for x in jax.tree.leaves(params))
+    per_solve = sum(np.size(x) * _itemsize(x) for x in jax.tree.leaves(params))
     by_memory = available_memory() // 2 // max(1, per_solve * SOLVE_COPIES)
     return int(max(1, min(16, 2 * cores, by_memory)))
+
+
+def _itemsize(leaf) -> int:
+    """Bytes per element of an array, a ShapeDtypeStruct or a Python scalar."""
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype if dtype is not None else np.result_type(leaf)).itemsize
 
 
 def _loop_solve(problem, solver, params, values, gtol, *, names, size, max_steps, params_batched):
