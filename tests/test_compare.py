@@ -92,6 +92,22 @@ def test_exact_constructions_pass_and_print_their_bounds():
         assert all("tolerance" in c and "basis" in c for c in d["checks"])
 
 
+def test_two_class_constructions_pass_despite_rounding_of_vanishing_normalised_metrics():
+    # K = 2 (ETF frame): the centred rows are antipodal, so equiangle is identically 0 and is
+    # measured as a few ulps (1.1e-16). With a bound from L ≈ 0 and the ulp-moved copies (which can
+    # round the same way) the exact minimiser failed at seed 7 (error 1.1e-16, bound 1.7e-21);
+    # normalised metrics now carry an absolute eps·O(1) floor.
+    p = ufm.UFM(2, 3, 3, ufm.losses.CrossEntropy(), 0.05, 0.02, lambda_b=0.3)
+    pred = ufm.theory.predict(p)
+    report = ufm.compare(p, p.params(**pred.construct(seed=7)), pred)
+    assert report.ok, str(report)
+    assert report["equiangle_W"].tolerance >= 1e3 * np.finfo(np.float64).eps
+    # ... and a point that is not the ETF still fails its frame rows.
+    bad = pred.construct(seed=7)
+    bad["W"] = bad["W"] + 1e-6 * np.random.default_rng(0).standard_normal(bad["W"].shape)
+    assert not ufm.compare(p, p.params(**bad), pred).ok
+
+
 def test_float32_construction_passes_at_the_float32_floor():
     p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
     pred = ufm.theory.predict(p)

@@ -9,7 +9,7 @@ one-sided finite differences of ``ufm.metrics.measure`` along the directions the
 take: the Newton step H⁺g (the displacement itself, to first order), the eigenvectors of the
 smallest eigenvalues (where g/μ is attained) and two random complement directions; the bound is
 
-    bound(q) = SAFETY · L(q) · δ  +  ROUNDING · eps · (|q| + L(q) · ‖x‖)  +  NOISE_SAFETY · ρ(q)
+    bound(q) = SAFETY · L(q) · δ  +  ROUNDING · eps · (|q| + L(q) · ‖x‖ [+ 1])  +  NOISE_SAFETY · ρ(q)
 
 (divided by |q_predicted| for relative quantities). SAFETY = 10 absorbs the second-order
 remainder of the quadratic model and of q along a path of length δ (relative size O(δ), ≪ 1 for
@@ -21,7 +21,11 @@ known to eps·‖x‖ (propagated through L) and the quantity itself is computed
 eigendecompositions; in float32 it is ≈ 1e-4 relative, in float64 ≈ 2e-13. ρ(q) is the change
 of q when every parameter moves by a few ulps (:func:`rounding_noise`): the rounding of
 quantities that are squares of rounding-level deviations (NC1, NRC1) or residuals of a constraint
-(distance to the sphere), which ``eps·|q|`` would miss.
+(distance to the sphere), which ``eps·|q|`` would miss. The [+ 1] is for the normalised metrics
+computed from O(1) numbers (cosines, unit-normalised frames, norm ratios;
+``ufm.metrics._registry.UNIT_SCALE``): they round at eps·O(1) absolutely even where they vanish,
+and a rounding error that is the same at the point and at its ulp-moved copies escapes ρ(q) (at
+K = 2 equiangle is identically 0 and measured as 1e-16 at one point in five).
 
 Zero regime: at W = H = 0 the same certificate gives ‖W‖, ‖H‖ ≤ δ = g/μ with μ the curvature of
 the origin (≥ min(λ_W, λ_H) minus the fit's coupling, docs/theory/ce-family.md).
@@ -45,6 +49,7 @@ import numpy as np
 
 from ufm import landscape
 from ufm.metrics import measure, objective, quantity_kind
+from ufm.metrics._registry import unit_scale
 
 SAFETY = 10.0  # factor on the first-order bound (see the module docstring)
 ROUNDING = 1e3  # ulps of rounding allowed per quantity
@@ -393,7 +398,10 @@ def _bounded_rows(problem, params, prediction, measured, names, fixed, cert, eps
                         float(np.linalg.norm(np.asarray(meas, float).ravel())))
         if not math.isfinite(magnitude):
             magnitude = 0.0
-        floor = ROUNDING * eps * (magnitude + L * scale_x) + NOISE_SAFETY * noise[n]
+        # Normalised metrics are computed from O(1) numbers: their rounding is eps·O(1) absolute
+        # even where the value is 0 (unit_scale); the others round relative to |q| and to L‖x‖.
+        unit = 1.0 if unit_scale(n) else 0.0
+        floor = ROUNDING * eps * (magnitude + L * scale_x + unit) + NOISE_SAFETY * noise[n]
         if n == "value":  # each loss term is rounded at eps × its logits' size
             floor += ROUNDING * eps * _output_scale(problem, params)
         bound = (SAFETY * L * delta if mu_known else math.inf) + floor

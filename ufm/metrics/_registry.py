@@ -31,6 +31,18 @@ KINDS: dict[str, str] = {
 }
 DEFAULT_KIND = "rel"
 
+# Normalised metrics that are unsquared differences of O(1) numbers (cosines, unit-normalised
+# frames and Grams, ratios of norms or singular values): computing one rounds at eps × O(1) in
+# absolute terms, whatever its value, so a collapsed point measures a few ulps (e.g. at K = 2 the
+# centred rows are antipodal and equiangle is identically 0, measured as 1e-16). ``ufm.compare``
+# adds that absolute rounding to their floor. Squared metrics (NC1, NRC1) and angles are not in
+# the list: their rounding is not eps × O(1) (rounding_noise measures theirs).
+UNIT_SCALE: frozenset[str] = frozenset({
+    "nc2_W", "nc2_means", "equinorm_W", "equinorm_means", "equiangle_W", "equiangle_means",
+    "nc3_duality", "nc3_zhu", "nc3_single", "balancedness",
+})
+UNIT_SCALE_PREFIXES: tuple[str, ...] = ("dnc2_", "dnc3_spread_", "equinorm_means_")
+
 
 @functools.singledispatch
 def measure(problem, params) -> dict:
@@ -49,6 +61,17 @@ def register_kinds(kinds: dict[str, str]) -> None:
         if KINDS.get(name, kind) != kind:
             raise ValueError(f"quantity {name!r} is already registered as {KINDS[name]!r}")
         KINDS[name] = kind
+
+
+def unit_scale(name: str) -> bool:
+    """Whether ``name`` is a normalised metric computed from O(1) numbers (:data:`UNIT_SCALE`), whose
+    rounding is eps × O(1) absolute even where its value is 0.
+
+    Examples:
+        >>> unit_scale("equiangle_W"), unit_scale("dnc2_means_2"), unit_scale("nc1"), unit_scale("gram_W")
+        (True, True, False, False)
+    """
+    return name in UNIT_SCALE or name.startswith(UNIT_SCALE_PREFIXES)
 
 
 def quantity_kind(name: str) -> str:
