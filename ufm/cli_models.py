@@ -214,6 +214,12 @@ def resolved(args) -> dict:
                          f"{', '.join(flag(n) for n in sorted(_MODEL_OPTIONS[model]))})")
     values = dict(_DEFAULTS[model])
     values.update({name: getattr(args, name) for name in given})
+    if "restarts" in given and not (isinstance(values["restarts"], int) and values["restarts"] >= 1):
+        raise UsageError(f"--restarts must be an integer >= 1, got {values['restarts']}")
+    if isinstance(values.get("lambda_W"), tuple) and model not in ("deep", "extended"):
+        raise UsageError(f"--lambda-W takes one value for --model {model}, got "
+                         f"{','.join(f'{v:g}' for v in values['lambda_W'])} (one per layer is for "
+                         "--model deep or extended)")
     if model == "regression" and "targets" in given and "spectrum" in given:
         raise UsageError("--targets and --spectrum are alternatives: give one")
     if model == "regression" and "targets" in given:
@@ -397,8 +403,8 @@ def solve_and_compare(problem, solver, *, seed: int, init_scale: float, max_step
     deep = isinstance(problem, ufm.DeepUFM)
     relu = deep and problem.activation == "relu"
     if deep:
-        sol = _deep_best(problem, solver, restarts=restarts or 6, gtol=gtol, max_steps=max_steps,
-                         scales=DEEP_SCALES)
+        sol = _deep_best(problem, solver, restarts=6 if restarts is None else restarts, gtol=gtol,
+                         max_steps=max_steps, scales=DEEP_SCALES)
     else:
         sol = solve_fn(problem, solver, problem.init(jax.random.key(seed), init_scale),
                        max_steps=max_steps, gtol=gtol)
