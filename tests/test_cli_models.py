@@ -72,6 +72,8 @@ def test_config_round_trip(tmp_path, capsys):
     (["--model", "extended", "--no-bias"], "--no-bias does not apply"),
     (["--config", "/no/such.json"], "No such file"),
     (["--config", "/dev/null"], "not JSON"),
+    (["--config", ""], "--config must be a file name, got ''"),
+    (["--config", "", "--max-steps", "5"], "--config must be a file name"),
     (["--model", "deep", "--restarts", "0"], "--restarts must be an integer >= 1, got 0"),
     (["--model", "extended", "--restarts", "-1"], "--restarts must be an integer >= 1, got -1"),
     (["--model", "ufm", "--lambda-W", "0.1,0.2"], "--lambda-W takes one value for --model ufm"),
@@ -136,6 +138,7 @@ def test_sweep_on_threads_is_the_sweep_one_after_another(tmp_path, capsys):
     (["--grid", "lambda_W=1", "--grid", "lambda-W=2"], "names an option twice"),
     (["--grid", "lambda_W=1", "--lambda-W", "2"], "also a --grid axis"),
     ([], "at least one --grid"),
+    (["--config", "", "--grid", "lambda_W=1"], "not --config"),
     (["--model", "deep", "--grid", "restarts=0,2"], "--restarts must be an integer >= 1, got 0"),
 ])
 def test_sweep_bad_grid_writes_nothing(grid, fragment, tmp_path, capsys):

@@ -170,7 +170,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_of(args) -> str:
-    if getattr(args, "config", None):
+    if getattr(args, "config", None) is not None:
         return _load_config(args.config)["model_cli"]
     return args.model or "ufm"
 
@@ -184,6 +184,8 @@ def _given(args) -> set:
 def _load_config(path: str) -> dict:
     from ufm.io import problem_from_config  # noqa: F401  (validated when built)
 
+    if not path:
+        raise UsageError("--config must be a file name, got ''")
     try:
         with open(path) as fh:
             cfg = json.load(fh)
@@ -270,7 +272,7 @@ def build_problem(args):
     ValueError naming the model's argument; option errors raise :class:`UsageError`."""
     import ufm
 
-    if getattr(args, "config", None):
+    if getattr(args, "config", None) is not None:
         if args.model is not None or _given(args):
             raise UsageError("--config describes the whole problem: give no model options with it")
         cfg = _load_config(args.config)

@@ -109,7 +109,7 @@ def _run_sweep(args, prepare, solve_fn, check_out, group) -> int:
     from ufm.io import save_json
 
     rank, count = (jax.process_index(), jax.process_count()) if group else (0, 1)
-    if getattr(args, "config", None):
+    if getattr(args, "config", None) is not None:
         raise UsageError("ufm sweep takes model options, not --config (sweep a config's problem by "
                          "giving its options)")
     model = model_of(args)
