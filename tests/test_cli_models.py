@@ -147,3 +147,22 @@ def test_sweep_bad_grid_writes_nothing(grid, fragment, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err
     assert not out.exists()
+
+
+def test_files_of_the_wrong_kind_are_one_line_exit_2(tmp_path, capsys):
+    """A .npy, a JSON text or a truncated archive as --solution, a binary file as a config: one
+    clear line, exit 2 (they were exit 4, or numpy's 'pickled data' and 'utf-8 codec' messages)."""
+    npy, text, npz = tmp_path / "a.npy", tmp_path / "c.json", tmp_path / "s.npz"
+    np.save(npy, np.ones((4, 2)))
+    text.write_text(json.dumps(ufm.UFM(3, 2, 3, ufm.losses.MSE(), 0.1, 0.1).config()))
+    np.savez(npz, a=np.ones(2))
+    (tmp_path / "cut.npz").write_bytes(npz.read_bytes()[:60])
+    for argv, fragment in [
+            (["landscape", "--solution", str(npy)], "a single .npy array"),
+            (["landscape", "--solution", str(text)], "not an .npz archive"),
+            (["landscape", "--solution", str(tmp_path / "cut.npz")], "cannot read"),
+            (["landscape", str(npz)], "is not JSON (a binary file"),
+            (["solve", "--config", str(npz)], "is not JSON (a binary file")]:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err

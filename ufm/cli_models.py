@@ -193,6 +193,9 @@ def _load_config(path: str) -> dict:
         raise UsageError(f"--config {path!r}: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"--config {path!r} is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--config {path!r} is not JSON (a binary file: give the .json written "
+                         "beside a saved .npz)") from None
     if isinstance(cfg, dict) and "config" in cfg and isinstance(cfg["config"], dict):
         cfg = cfg["config"]  # a saved solution's record, or a verify row
     if not isinstance(cfg, dict) or "model" not in cfg:

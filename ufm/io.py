@@ -26,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -312,15 +313,27 @@ def load_solution(path):
             that do not fit the problem, or a json copy beside the npz that is not its record.
     """
     path = Path(path)
+    not_saved = f"{str(path)!r} is not a solution saved by ufm.io.save_solution"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if RECORD_KEY not in data.files:
-                raise ValueError(f"{str(path)!r} is not a solution saved by ufm.io.save_solution "
-                                 f"(no {RECORD_KEY} entry)")
+        data = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+    except ValueError:  # text (numpy would need pickle), or no numpy format at all
+        raise ValueError(f"{not_saved} (not an .npz archive)") from None
+    if not hasattr(data, "files"):  # a single array (.npy), not an archive
+        raise ValueError(f"{not_saved} (a single .npy array, not an .npz archive)")
+    with data:
+        if RECORD_KEY not in data.files:
+            raise ValueError(f"{not_saved} (no {RECORD_KEY} entry)")
+        try:
             record = json.loads(str(data[RECORD_KEY]))
             arrays = {name: data[name] for name in data.files if name != RECORD_KEY}
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+        except ValueError as exc:  # a damaged record or array (json.JSONDecodeError is one)
+            raise ValueError(f"{not_saved} (unreadable: {exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), Mapping):
+        raise ValueError(f"{not_saved} (its {RECORD_KEY} entry holds no config)")
     copy = path.with_suffix(".json")
     if copy.exists():
         other = {}

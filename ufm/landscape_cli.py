@@ -66,6 +66,9 @@ def _load_problem(args):
         raise LandscapeUsageError(f"cannot read config {args.config_file!r}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise LandscapeUsageError(f"config {args.config_file!r} is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise LandscapeUsageError(f"config {args.config_file!r} is not JSON (a binary file; a saved "
+                                  "solution is classified with --solution PATH.npz)") from None
     if isinstance(cfg, dict) and "model" not in cfg and isinstance(cfg.get("config"), dict):
         cfg = cfg["config"]
     return io.problem_from_config(cfg), None
