@@ -166,3 +166,20 @@ def test_files_of_the_wrong_kind_are_one_line_exit_2(tmp_path, capsys):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err
+
+
+def test_landscape_bad_input_is_refused_before_out_is_created(tmp_path, capsys):
+    """An --out below a file was exit 4 (NotADirectoryError); the --out directory was created before
+    the problem was checked; --restarts (never used by landscape) and a negative --seed were taken."""
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    out = tmp_path / "land"
+    for argv, fragment in [(["--out", str(afile / "sub")], "--out"),
+                           (["--out", str(out), "--K", "1"], "num_classes"),
+                           (["--out", str(out), "--model", "deep", "--restarts", "3"],
+                            "--restarts does not apply to ufm landscape"),
+                           (["--out", str(out), "--seed", "-1"], "--seed must be an integer >= 0")]:
+        assert cli.main(["landscape", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err
+    assert not out.exists()

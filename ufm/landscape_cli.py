@@ -131,12 +131,21 @@ def run(args) -> int:
         raise LandscapeUsageError(f"--k must be an integer >= 1, got {args.k}")
     if args.max_steps < 1:
         raise LandscapeUsageError(f"--max-steps must be an integer >= 1, got {args.max_steps}")
+    if args.seed < 0:
+        raise LandscapeUsageError(f"--seed must be an integer >= 0, got {args.seed}")
+    if getattr(args, "restarts", None) is not None:
+        raise LandscapeUsageError("--restarts does not apply to ufm landscape (it solves once, from "
+                                  "--seed; classify the best of several starts with ufm solve --out "
+                                  "and --solution)")
+    if args.out is not None and (not args.out or (os.path.exists(args.out) and not os.path.isdir(args.out))):
+        raise LandscapeUsageError(f"--out must be a directory, got {args.out!r}")
+    problem, params = _load_problem(args)  # every input checked before --out is created
     if args.out is not None:
-        if not args.out or (os.path.exists(args.out) and not os.path.isdir(args.out)):
-            raise LandscapeUsageError(f"--out must be a directory, got {args.out!r}")
-        os.makedirs(args.out, exist_ok=True)
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as exc:
+            raise LandscapeUsageError(f"--out {args.out!r}: {exc.strerror or exc}") from None
         io.check_writable(os.path.join(args.out, "landscape.json"))
-    problem, params = _load_problem(args)
     rows, points = [], []
     if params is None:
         sol = _solve(problem, args.seed, args.max_steps)
