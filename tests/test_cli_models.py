@@ -139,8 +139,13 @@ def test_sweep_on_threads_is_the_sweep_one_after_another(tmp_path, capsys):
     (["--grid", "lambda_W=1", "--lambda-W", "2"], "also a --grid axis"),
     ([], "at least one --grid"),
     (["--config", "", "--grid", "lambda_W=1"], "not --config"),
+    (["--grid", "K=99999999999999"], "must be an integer in [-2147483647, 2147483647]"),
+    (["--grid", "K=2:1e15:3"], "an integer option must lie in"),
+    (["--grid", "lambda_W=0.1:inf:3"], "must be a finite number, got 'inf'"),
+    (["--grid", "lambda_W=-1e308:1e308:3"], "values must be finite"),
     (["--model", "deep", "--grid", "restarts=0,2"], "--restarts must be an integer >= 1, got 0"),
 ])
+@pytest.mark.filterwarnings("error")  # a NumPy warning printed on stderr is a second line
 def test_sweep_bad_grid_writes_nothing(grid, fragment, tmp_path, capsys):
     out = tmp_path / "sweep"
     assert cli.main(["sweep", "--out", str(out), *grid]) == 2

@@ -8,6 +8,7 @@ are array leaves of the problems, so points that differ only in them share one c
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import copy
 import csv
@@ -18,7 +19,8 @@ import time
 
 import numpy as np
 
-from ufm.cli_models import UsageError, _MODEL_OPTIONS, flag, model_of, progress, solve_and_compare
+from ufm.cli_models import (INT_MAX, UsageError, _MODEL_OPTIONS, _float_text, _int_text, flag, model_of,
+                            progress, solve_and_compare)
 
 _INT_OPTIONS = {"K", "n", "d", "N", "dim_hidden", "restarts", "target_seed"}
 _NOT_SWEEPABLE = {"loss", "no_bias", "activation", "targets", "spectrum", "widths", "counts_by_size"}
@@ -37,14 +39,16 @@ def parse_axis(text: str, model: str):
         raise UsageError(f"--grid {name!r} is not a numeric option of --model {model} (one of: "
                          f"{', '.join(allowed)})")
     integer = name in _INT_OPTIONS
-    cast = int if integer else float
+    # the parsers of the options themselves: finite numbers, integers within int32 (as --K, --n)
+    cast = _int_text if integer else _float_text
     parts = values.split(":")
     try:
         if len(parts) == 1:
-            out = [cast(v) for v in values.split(",")]
+            out = [cast(v.strip()) for v in values.split(",")]
             log = False
         elif len(parts) in (3, 4):
-            start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+            start, stop = _float_text(parts[0].strip()), _float_text(parts[1].strip())
+            num = _int_text(parts[2].strip(), "an integer number of points")
             log = len(parts) == 4
             if log and parts[3] != "log":
                 raise ValueError(f"the 4th field must be 'log', got {parts[3]!r}")
@@ -52,13 +56,16 @@ def parse_axis(text: str, model: str):
                 raise ValueError(f"num must be in [1, {MAX_POINTS}], got {num}")
             if log and not (start > 0 and stop > 0):
                 raise ValueError("a log axis needs start > 0 and stop > 0")
-            grid = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)
+            if integer and not max(abs(start), abs(stop)) <= INT_MAX:
+                raise ValueError(f"an integer option must lie in [{-INT_MAX}, {INT_MAX}] (int32)")
+            with np.errstate(all="ignore"):  # a span beyond the float range: refused just below
+                grid = np.geomspace(start, stop, num) if log else np.linspace(start, stop, num)
             out = [int(round(v)) for v in grid] if integer else [float(v) for v in grid]
             if integer:
                 out = list(dict.fromkeys(out))
         else:
             raise ValueError("use v1,v2,... or start:stop:num[:log]")
-    except ValueError as exc:
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         raise UsageError(f"--grid {text!r}: {exc}") from None
     if not all(math.isfinite(v) for v in out):
         raise UsageError(f"--grid {text!r}: values must be finite")
