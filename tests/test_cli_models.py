@@ -74,6 +74,7 @@ def test_config_round_trip(tmp_path, capsys):
     (["--config", "/dev/null"], "not JSON"),
     (["--config", ""], "--config must be a file name, got ''"),
     (["--config", "", "--max-steps", "5"], "--config must be a file name"),
+    (["--model", "deep", "--init-scale", "1"], "--init-scale does not apply to deep models"),
     (["--model", "deep", "--restarts", "0"], "--restarts must be an integer >= 1, got 0"),
     (["--model", "extended", "--restarts", "-1"], "--restarts must be an integer >= 1, got -1"),
     (["--model", "ufm", "--lambda-W", "0.1,0.2"], "--lambda-W takes one value for --model ufm"),
@@ -188,3 +189,30 @@ def test_landscape_bad_input_is_refused_before_out_is_created(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err
     assert not out.exists()
+
+
+def test_deep_starts_depend_on_the_seed(monkeypatch):
+    """--seed (and each seed of ufm sweep --seeds) picks the deep restarts: it was ignored, so
+    every seed of a deep sweep repeated the same solves. Seed 0 keeps its starts (keys 0..restarts-1)."""
+    import collections
+
+    import jax
+
+    from ufm import cli_models, solvers
+
+    starts = collections.defaultdict(list)
+    fake = collections.namedtuple("fake", "status value")
+    seed = 0
+
+    def solve(problem, solver, params, **kw):
+        starts[seed].append(params)
+        return fake(int(solvers.Status.CONVERGED), 1.0)
+
+    monkeypatch.setattr(solvers, "solve", solve)
+    monkeypatch.setattr(jax.random, "key", lambda k: ("key", k))  # no JAX work: record the starts
+    monkeypatch.setattr(ufm.DeepUFM, "init", lambda self, key, scale=0.5: (key, scale))
+    p = ufm.DeepUFM(3, 2, (3, 3), ufm.losses.MSE(), 1e-2, 1e-2)
+    for seed in (0, 1):
+        cli_models._deep_best(p, None, restarts=2, gtol=1e-9, max_steps=1, scales=(0.5, 1.0), seed=seed)
+    assert starts[0] == [(("key", k), s) for s in (0.5, 1.0) for k in (0, 1)]
+    assert starts[1] == [(("key", k), s) for s in (0.5, 1.0) for k in (2, 3)]

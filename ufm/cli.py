@@ -26,7 +26,7 @@ import sys
 import time
 
 from ufm._version import __version__
-from ufm.cli_models import INT_MAX, SOLVERS, UsageError, add_model_arguments
+from ufm.cli_models import INIT_SCALE, INT_MAX, SOLVERS, UsageError, add_model_arguments
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_PIPE = 130, 141
@@ -88,7 +88,9 @@ def _add_solver_arguments(s) -> None:
                    help="gradient-norm tolerance (default 1e-12; 1e-6 with --float32, whose "
                         "rounding floor 1e-12 is below)")
     s.add_argument("--seed", type=_int(0, SEED_MAX), default=0)
-    s.add_argument("--init-scale", type=_float(0.0, low_open=True), default=0.5)
+    s.add_argument("--init-scale", type=_float(0.0, low_open=True), default=None,
+                   help=f"scale of the random initial point (default {INIT_SCALE}; deep models start "
+                        "from fixed scales, see --restarts)")
     s.add_argument("--progress-every", type=_int(0), default=0, metavar="N",
                    help="print progress every N steps (between compiled chunks)")
     s.add_argument("--chunk-steps", type=_int(1), default=CHUNK_STEPS, metavar="N",
@@ -277,9 +279,12 @@ def _prepare(args):
 
     if args.float32:
         jax.config.update("jax_enable_x64", False)
-    from ufm.cli_models import build_problem, make_solver
+    from ufm.cli_models import DEEP_SCALES, build_problem, make_solver, model_name
 
     problem = build_problem(args)
+    if args.init_scale is not None and model_name(problem) == "deep":
+        raise UsageError("--init-scale does not apply to deep models: they start from --restarts "
+                         f"seeds at each of the scales {', '.join(map(str, DEEP_SCALES))} (the best is kept)")
     solver = make_solver(problem, args.solver, args.lr)
     gtol = args.gtol if args.gtol is not None else (1e-6 if args.float32 else 1e-12)
     return problem, solver, gtol
@@ -314,7 +319,8 @@ def cmd_solve(args) -> int:
         code = EXIT_OK if report.ok else EXIT_FAIL
     if args.out:
         ufm.io.save_solution(args.out, problem, sol, solver=solver, max_steps=args.max_steps,
-                             init_scale=args.init_scale, seed=args.seed,
+                             init_scale=None if isinstance(problem, ufm.DeepUFM) else
+                             (INIT_SCALE if args.init_scale is None else args.init_scale), seed=args.seed,
                              extra=dict(chunk_steps=args.chunk_steps))
         print(f"solution written to {args.out}")
     return code

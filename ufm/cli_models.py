@@ -61,6 +61,7 @@ class UsageError(Exception):
 # ---- parsing helpers (argparse types) ------------------------------------------------------
 
 INT_MAX = 2**31 - 1  # step counters and sizes are int32 on device in float32 mode
+INIT_SCALE = 0.5  # --init-scale by default
 
 
 def _int_text(text: str, what: str = "an integer") -> int:
@@ -354,17 +355,18 @@ def make_solver(problem, name: str | None, lr: float | None):
         ufm.solvers.RiemannianGradientDescent(lr)
 
 
-def _deep_best(problem, solver, *, restarts: int, gtol: float, max_steps: int, scales):
+def _deep_best(problem, solver, *, restarts: int, gtol: float, max_steps: int, scales, seed: int = 0):
     """Best of restarts × init scales (the deep landscapes have spurious minima and a strict local
-    minimum at the origin): one compiled solve reused for every start."""
+    minimum at the origin): one compiled solve reused for every start. ``seed`` picks the starts:
+    keys ``seed * restarts, ..., seed * restarts + restarts - 1`` (seed 0: keys 0 to restarts - 1)."""
     import jax
 
     from ufm.solvers import Status, solve
 
     best = None
     for scale in scales:
-        for seed in range(restarts):
-            sol = solve(problem, solver, problem.init(jax.random.key(seed), scale), gtol=gtol,
+        for key in range(seed * restarts, (seed + 1) * restarts):
+            sol = solve(problem, solver, problem.init(jax.random.key(key), scale), gtol=gtol,
                         max_steps=max_steps)
             if int(sol.status) == Status.MAX_STEPS:  # warm restart (fresh curvature memory)
                 steps = sol.num_steps
@@ -390,13 +392,14 @@ def trust_region_notes(solver, sol) -> list:
             f"try --solver lbfgs)"]
 
 
-def solve_and_compare(problem, solver, *, seed: int, init_scale: float, max_steps: int, gtol: float,
+def solve_and_compare(problem, solver, *, seed: int, init_scale: float | None, max_steps: int, gtol: float,
                       solve_fn, restarts: int | None = None, log=print):
     """Solve ``problem``, escape saddles, and compare with the closed form when there is one.
 
     Returns ``(solution, report or None, notes)``: ``report`` is None when no theorem gives the
     minimiser (``notes`` say why, with the certified value). Deep models solve from ``restarts``
-    starts at each of several init scales and keep the best; their ReLU variants are judged at the
+    starts (chosen by ``seed``) at each of several init scales and keep the best (``init_scale``
+    does not apply to them; None elsewhere means ``INIT_SCALE``); their ReLU variants are judged at the
     fixed tolerances of ``ufm verify``'s ReLU rows (the optimum sits on the ReLU's kink, where the
     Hessian certificate is one-sided).
     """
@@ -409,9 +412,10 @@ def solve_and_compare(problem, solver, *, seed: int, init_scale: float, max_step
     relu = deep and problem.activation == "relu"
     if deep:
         sol = _deep_best(problem, solver, restarts=6 if restarts is None else restarts, gtol=gtol,
-                         max_steps=max_steps, scales=DEEP_SCALES)
+                         max_steps=max_steps, scales=DEEP_SCALES, seed=seed)
     else:
-        sol = solve_fn(problem, solver, problem.init(jax.random.key(seed), init_scale),
+        scale = INIT_SCALE if init_scale is None else init_scale
+        sol = solve_fn(problem, solver, problem.init(jax.random.key(seed), scale),
                        max_steps=max_steps, gtol=gtol)
     notes = trust_region_notes(solver, sol)
     if int(sol.status) == int(ufm.Status.NONFINITE):
