@@ -216,3 +216,17 @@ def test_deep_starts_depend_on_the_seed(monkeypatch):
         cli_models._deep_best(p, None, restarts=2, gtol=1e-9, max_steps=1, scales=(0.5, 1.0), seed=seed)
     assert starts[0] == [(("key", k), s) for s in (0.5, 1.0) for k in (0, 1)]
     assert starts[1] == [(("key", k), s) for s in (0.5, 1.0) for k in (2, 3)]
+
+
+def test_unreadable_targets_are_one_line_exit_2(tmp_path, capsys):
+    """An empty .csv printed loadtxt's UserWarning (three lines on stderr); an .npz archive or a
+    truncated one under a .npy name was an internal error (exit 4)."""
+    (tmp_path / "empty.csv").write_text("")
+    np.savez(tmp_path / "arch.npz", a=np.ones((5, 2)))
+    (tmp_path / "arch.npy").write_bytes((tmp_path / "arch.npz").read_bytes())
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "arch.npz").read_bytes()[:60])
+    for name, fragment in [("empty.csv", "input contained no data"), ("arch.npy", "an .npz archive"),
+                           ("cut.npy", "could not be read as a numeric array")]:
+        assert cli.main(["solve", "--model", "regression", "--targets", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err

@@ -253,19 +253,27 @@ def _loss(model: str, values: dict):
 
 
 def _read_targets(path: str):
+    import warnings
+    import zipfile
+
     import numpy as np
 
     try:
-        if path.endswith(".npy"):
-            Y = np.load(path, allow_pickle=False)
-        elif path.endswith((".csv", ".txt")):
-            Y = np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
-        else:
-            raise UsageError(f"--targets {path!r} must be a .npy, .csv or .txt file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. loadtxt's 'input contained no data': one line, below
+            if path.endswith(".npy"):
+                Y = np.load(path, allow_pickle=False)
+            elif path.endswith((".csv", ".txt")):
+                Y = np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
+            else:
+                raise UsageError(f"--targets {path!r} must be a .npy, .csv or .txt file")
     except OSError as exc:
         raise UsageError(f"--targets {path!r}: {exc.strerror or exc}") from None
-    except ValueError as exc:
+    except (ValueError, Warning, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"--targets {path!r} could not be read as a numeric array: {exc}") from None
+    if not isinstance(Y, np.ndarray):  # np.load of an .npz archive under a .npy name
+        Y.close()
+        raise UsageError(f"--targets {path!r} is an .npz archive, not one array (.npy)")
     if Y.ndim == 1:
         Y = Y[:, None]
     return Y
