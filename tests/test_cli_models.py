@@ -230,3 +230,17 @@ def test_unreadable_targets_are_one_line_exit_2(tmp_path, capsys):
         assert cli.main(["solve", "--model", "regression", "--targets", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err
+
+
+def test_sweep_without_a_figure_removes_a_previous_one(tmp_path):
+    """Three axes draw no phase diagram: the phase.png / .pdf of an earlier sweep into the same
+    --out stayed beside the new table, as if it were this sweep's."""
+    import argparse
+
+    from ufm import sweep_cli
+
+    for suffix in (".png", ".pdf"):
+        (tmp_path / f"phase{suffix}").write_bytes(b"old figure")
+    axes = [(name, [0.1], False) for name in ("lambda_W", "lambda_H", "lambda_b")]
+    assert sweep_cli._phase_figure(argparse.Namespace(out=str(tmp_path)), "ufm", axes, []) is None
+    assert not (tmp_path / "phase.png").exists() and not (tmp_path / "phase.pdf").exists()

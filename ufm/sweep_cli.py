@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import copy
 import csv
 import io
 import itertools
 import math
+import os
 import time
 
 import numpy as np
@@ -297,7 +299,10 @@ def _phase_figure(args, model, axes, rows):
 
     from ufm.io import save_figure
 
-    if len(axes) > 2:
+    if len(axes) > 2:  # no figure: a previous sweep's figure in --out would pass for this one's
+        for suffix in (".png", ".pdf"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{args.out}/phase{suffix}")
         return None
     ints = {n for n, _, _ in axes if n in _INT_OPTIONS}
     best = {}
