@@ -57,6 +57,7 @@ def test_verify_failure_exits_1_and_keeps_previous_report(tmp_path, monkeypatch,
     (["solve", "--seed", "-1"], "--seed"),
     (["solve", "--n", "-3"], "num_per_class"),
     (["solve", "--K", "2000", "--n", "100000", "--d", "2000"], "GiB"),
+    (["solve", "--K", "2147483647", "--n", "1", "--d", "1"], "GiB"),  # was 30 s and ~17 GB to say so
     (["solve", "--lambda-H", "nan"], "--lambda-H: must be a finite number"),
     (["solve", "--gtol", "inf"], "--gtol: must be a finite number"),
     (["solve", "--gamma", "-1", "--loss", "fl"], "gamma"),

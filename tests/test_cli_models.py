@@ -244,3 +244,14 @@ def test_sweep_without_a_figure_removes_a_previous_one(tmp_path):
     axes = [(name, [0.1], False) for name in ("lambda_W", "lambda_H", "lambda_b")]
     assert sweep_cli._phase_figure(argparse.Namespace(out=str(tmp_path)), "ufm", axes, []) is None
     assert not (tmp_path / "phase.png").exists() and not (tmp_path / "phase.pdf").exists()
+
+
+def test_config_with_an_absurd_size_is_refused_by_the_memory_guard(tmp_path, capsys):
+    """num_classes = 10**30 in a config was an internal OverflowError (exit 4): a K-tuple of
+    counts was built before the memory guard could refuse it."""
+    cfg = ufm.UFM(3, 2, 3, ufm.losses.MSE(), 0.1, 0.1).config()
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(dict(cfg, num_classes=10**30)))
+    assert cli.main(["solve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB" in err

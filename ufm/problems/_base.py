@@ -74,7 +74,8 @@ class ClassLabels:
 
     @property
     def num_samples(self) -> int:
-        return sum(self.counts)
+        # balanced: K * n without a K-tuple (the memory guard must see an absurd K before it is built)
+        return self.num_classes * self.num_per_class if self.balanced else sum(self.counts)
 
     @property
     def balanced(self) -> bool:
