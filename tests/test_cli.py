@@ -93,6 +93,17 @@ def test_bad_out_does_not_touch_existing_file(tmp_path):
     assert target.read_text() == "precious\n"
 
 
+def test_out_directories_that_cannot_be_created_are_exit_2(tmp_path, capsys):
+    """ufm reproduce OUT below a file was an internal error (NotADirectoryError, exit 4)."""
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    for argv in (["reproduce", str(afile / "sub"), "--only", "mse"],
+                 ["sweep", "--grid", "lambda_W=1", "--out", str(afile / "sub")]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ufm: error:") and "Not a directory" in err, err
+
+
 def test_solve_prints_comparison_and_saves(tmp_path, capsys):
     out = tmp_path / "sol.npz"
     code = cli.main(["solve", "--loss", "mse", "--K", "3", "--n", "2", "--d", "3", "--lambda-W", "0.01",

@@ -171,7 +171,10 @@ def run(out_dir, *, quick: bool = False, only: Optional[str | Iterable[str]] = N
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # below a file, a read-only place: bad input, not an internal error
+        raise ValueError(f"out_dir {str(out)!r} cannot be created: {exc.strerror or exc}") from None
     io.check_writable(out / "reproduce.json")
     say = progress if progress is not None else (lambda _line: None)
 
