@@ -214,3 +214,34 @@ def test_sweeps_carry_gtol_and_restarts():
                                max_steps=20, gtol=0.0, restarts=2, batching="map")
     np.testing.assert_array_equal(np.asarray(ms.num_steps), [60, 60])  # 3 solves of 20 steps each
     np.testing.assert_array_equal(np.asarray(ms.gtol), [0.0, 0.0])
+
+
+
+def test_state_of_another_problem_or_point_is_not_reported_as_converged():
+    """A state carried to a new λ (or another point) must not hand back its stale value and
+    gradient as a converged answer: the solve restarts from params and reaches the new minimum.
+    A state of another solver is refused by name."""
+    K, n, lam = 3, 2, 1e-2
+    problem = ufm.UFM(K, n, K, ufm.losses.MSE(), lam, lam)
+    # Its exact minimiser (docs/theory/mse.md, free bias, λ_W = λ_H): W = √(c√n) C_K, means W/√n, b = 1/K.
+    c = 1 - K * np.sqrt(n) * lam
+    C = np.eye(K) - 1.0 / K
+    W = np.sqrt(c * np.sqrt(n)) * C
+    at_min = problem.params(W, np.repeat(W / np.sqrt(n), n, axis=0), np.full(K, 1.0 / K))
+    gd = ufm.solvers.GradientDescent(0.5)
+    first = ufm.solve(problem, gd, at_min, max_steps=16, gtol=1e-10)
+    assert first.status_name == "converged" and int(first.num_steps) == 0
+    state = first.state
+    moved = ufm.UFM(K, n, K, ufm.losses.MSE(), 2 * lam, lam)
+    warm = ufm.solve(moved, gd, at_min, max_steps=5000, gtol=1e-10, state=state)
+    # F* = (K−1)/(2K) − (K−1)c²/(2K), c = 1 − K√(nλ_Wλ_H)
+    c2 = 1 - K * np.sqrt(n * 2 * lam * lam)
+    assert warm.status_name == "converged" and int(warm.num_steps) > 0
+    np.testing.assert_allclose(float(warm.value), (K - 1) / (2 * K) * (1 - c2 ** 2), rtol=1e-12)
+    np.testing.assert_allclose(float(warm.value), float(moved.value(warm.params)), rtol=1e-14)
+    start = problem.init(jax.random.key(1))  # another point of the same problem (same program)
+    other = ufm.solve(problem, gd, start, max_steps=5000, gtol=1e-10, state=state)
+    assert other.status_name == "converged" and int(other.num_steps) > 0
+    np.testing.assert_allclose(float(other.value), (K - 1) / (2 * K) * (1 - c ** 2), rtol=1e-12)
+    with pytest.raises(ValueError, match="state"):
+        ufm.solve(problem, ufm.solvers.TrustRegion(), at_min, state=state)

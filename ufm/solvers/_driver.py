@@ -165,6 +165,51 @@ def _describe(tree) -> str:
         f"{jax.tree_util.keystr(k).lstrip('.')}: {tuple(np.shape(v))}" for k, v in leaves) + ")"
 
 
+_EXPECTED_STATE: dict = {}
+
+
+def _layout(tree):
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((np.shape(x), jnp.result_type(x)) for x in leaves)
+
+
+def check_state(problem, solver, params, state) -> None:
+    """Raise ``ValueError`` unless ``state`` has the layout (tree structure, shapes, dtypes) of
+    ``solver.init(problem, params)``: a state of another solver, problem size or dtype."""
+    key = (_layout((problem, solver, params)), type(solver), type(problem))
+    if key not in _EXPECTED_STATE:
+        if len(_EXPECTED_STATE) > 256:
+            _EXPECTED_STATE.clear()
+        _EXPECTED_STATE[key] = _layout(jax.eval_shape(solver.init, problem, params))
+    structure, shapes = _EXPECTED_STATE[key]
+    try:
+        got_structure, got_shapes = _layout(state)
+    except Exception:  # not a pytree of arrays
+        got_structure, got_shapes = None, None
+    if got_structure != structure or got_shapes != shapes:
+        raise ValueError(f"state must be the Solution.state of an earlier solve with this solver "
+                         f"({type(solver).__name__}) on a problem of this size, with params of this "
+                         f"dtype; got a {type(state).__name__} of another layout")
+
+
+def _state_at(problem, solver, params, state):
+    """``state`` if it is the solver state at ``params`` of ``problem`` (its value and gradient
+    agree with those evaluated there, to rounding), else a fresh ``solver.init(problem, params)``.
+
+    A state carried over from another problem (a new λ) or another point would make the driver
+    report its stale value and gradient norm as this problem's, and stop as converged on them.
+    """
+    fresh = solver.init(problem, params)
+    manifold = problem.manifold
+    eps = jnp.finfo(fresh.value.dtype).eps
+    floor = 64 * eps * jnp.maximum(1.0, jnp.abs(fresh.value))
+    value_gap = jnp.abs(state.value - fresh.value)
+    grad_gap = manifold.norm(params, jax.tree.map(lambda a, b: a - b, state.grad, fresh.grad))
+    grad_norm = manifold.norm(params, fresh.grad)
+    same = (value_gap <= floor) & (grad_gap <= floor + jnp.sqrt(eps) * grad_norm)
+    return jax.tree.map(lambda a, b: jnp.where(same, a, b), state, fresh)
+
+
 def default_check_every(solver, record_every: int = 0, progress_every: int = 0) -> int:
     """``solve``'s ``check_every`` when none is given: 16 for a solver that reads only the
     gradient (``solver.reads_value`` False), else 1; lowered to divide the two record periods."""
@@ -193,7 +238,12 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
             inside the compiled loop (``jax.debug.callback``); 0 prints nothing.
         state: a solver state from an earlier ``Solution.state`` of the same solver at
             ``params``: the run continues where it stopped (L-BFGS memory, momentum, trust radius)
-            instead of starting afresh.
+            instead of starting afresh. A state of another layout (another solver, problem size
+            or dtype) is refused with ``ValueError``. A state that is not the state at
+            ``params`` of this problem (its stored value or gradient differ from those
+            evaluated at ``params``: another λ, another starting point) is discarded and the
+            solve starts afresh from ``params``, as with ``state=None``: a stale value or
+            gradient would otherwise be reported (or stop the solve) as this problem's.
         check_every: test the stopping rules every this many steps (≥ 1). In between, the
             steps run as one fused ``scan`` with no gradient norm, finiteness or stall test
             (and, for a solver whose step reads only the gradient, no objective value): for
@@ -229,6 +279,8 @@ def solve(problem, solver, params, *, max_steps: int = 10_000, gtol: float = 1e-
     check_scalar("gtol", gtol, low=0.0, high=None, allowed=">= 0")
     check_params(problem, params)
     problem, solver = canonical_leaves((problem, solver), params)
+    if state is not None:
+        check_state(problem, solver, params, state)
     gtol = np.asarray(gtol, float_dtype(params))
     return _solve(problem, solver, params, gtol, state, max_steps=max_steps,
                   record_every=record_every, progress_every=progress_every,
@@ -240,6 +292,8 @@ def _solve(problem, solver, params, gtol, state=None, *, max_steps, record_every
            check_every=1):
     if state is None:
         state = solver.init(problem, params)
+    else:
+        state = _state_at(problem, solver, params, state)
     value = state.value
     grad_norm = problem.manifold.norm(params, state.grad)
     trace = None
