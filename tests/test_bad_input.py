@@ -165,6 +165,7 @@ def _cases():
     for label, params in {"no_bias": x0._replace(b=None), "W_transposed": x0._replace(W=x0.W.T),
                           "int_dtype": x0._replace(H=jnp.zeros(x0.H.shape, int)),
                           "complex_dtype": x0._replace(H=x0.H.astype(jnp.complex128)), "tuple": tuple(x0)[:2],
+                   "mixed_dtype": x0._replace(W=x0.W.astype(jnp.float32)),
                           "None": None, "extra_leaf": x0._replace(b=(x0.b, x0.b))}.items():
         yield "solve", "params", label, (lambda v=params: solve(v)), "params"
     for label, value in {**BAD_SIZES, "huge": 10**30}.items():

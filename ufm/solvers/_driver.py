@@ -140,6 +140,13 @@ def check_params(problem, params, name: str = "params") -> None:
         dtype = got.dtype if hasattr(got, "dtype") else np.asarray(got).dtype  # a tracer under jit has one
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"{name}{where} must be a float array, got dtype {dtype}")
+    dtypes = {}
+    for path_leaf, got in zip(jax.tree_util.tree_flatten_with_path(params)[0], got_leaves):
+        dtype = got.dtype if hasattr(got, "dtype") else np.asarray(got).dtype
+        dtypes.setdefault(np.dtype(dtype), jax.tree_util.keystr(path_leaf[0]))
+    if len(dtypes) > 1:  # the solve runs in one precision: a mixed tree fails deep inside the loop
+        raise ValueError(f"{name} must hold arrays of one float dtype, got "
+                         + ", ".join(f"{name}{where}: {dt}" for dt, where in dtypes.items()))
 
 
 _EXPECTED: dict = {}
