@@ -264,3 +264,46 @@ def test_load_solution_refuses_foreign_files(tmp_path):
         io.load_solution(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="config\\['model'\\]"):
         io.problem_from_config({"model": "nope"})
+
+
+def test_regression_with_targets_recorded_by_digest_round_trips(tmp_path):
+    """Over 10,000 target numbers the config holds only their digest: the file must still be
+    loadable on its own (it carries the targets)."""
+    Y = np.sin(np.arange(2501 * 4.0)).reshape(2501, 4)
+    p = ufm.RegressionUFM(Y, 2, 1e-2, 2e-2)
+    assert "targets" not in p.config()
+    params = p.params(np.full((4, 2), 0.5), np.cos(np.arange(2501 * 2.0)).reshape(2501, 2), np.zeros(4))
+    sol = ufm.Solution(params, np.asarray(1.0), np.asarray(0.5), np.asarray(3),
+                       np.asarray(int(ufm.Status.MAX_STEPS)), None, None, np.asarray(1e-9))
+    q, loaded, record = io.load_solution(io.save_solution(tmp_path / "s.npz", p, sol))
+    np.testing.assert_array_equal(np.asarray(q.targets), Y)
+    assert q.dim == 2 and float(q.lambda_W) == 1e-2 and float(q.lambda_H) == 2e-2
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert record["arrays"] == ["W", "H", "b"]
+
+
+def test_load_solution_refuses_truncated_and_corrupted_files(tmp_path):
+    p = ufm.UFM(3, 2, 3, ufm.losses.MSE(), 1e-2, 1e-2)
+    params = p.init(jax.random.key(0))
+    sol = ufm.Solution(params, p.value(params), jax.numpy.asarray(0.5), jax.numpy.asarray(3),
+                       jax.numpy.asarray(int(ufm.Status.MAX_STEPS)), None, None, jax.numpy.asarray(1e-9))
+    raw = io.save_solution(tmp_path / "s.npz", p, sol).read_bytes()
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF  # inside a member: its CRC no longer matches
+    damaged = {"truncated": raw[: len(raw) // 2], "tail-cut": raw[:-10], "flipped": bytes(flipped),
+               "text": b"not an npz file at all"}
+    for name, data in damaged.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name}.npz") as info:
+            io.load_solution(path)
+        assert "\n" not in str(info.value), name
+    record = json.loads(json.dumps(dict(config=p.config())))
+    for name, arrays in {"int-W": dict(W=np.ones((3, 3), int), H=np.ones((6, 3)), b=np.ones(3)),
+                         "no-config": dict(W=np.ones((3, 3)))}.items():
+        path = tmp_path / f"{name}.npz"
+        rec = record if name != "no-config" else {"x": 1}
+        np.savez(path, **arrays, __record__=np.array(json.dumps(rec)))
+        with pytest.raises(ValueError, match="dtype int|no config"):
+            io.load_solution(path)

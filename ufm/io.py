@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +37,7 @@ import numpy as np
 from ufm._version import __version__
 
 RECORD_KEY = "__record__"  # the npz entry holding the JSON record
+TARGETS_KEY = "__targets__"  # regression targets that the config records by digest only
 
 
 def git_revision() -> str | None:
@@ -202,7 +204,7 @@ def _leaf_names(params) -> list[str]:
     for i, (key, _) in enumerate(jax.tree_util.tree_flatten_with_path(params)[0]):
         name = jax.tree_util.keystr(key).strip(".[]'").replace("'][", "_").replace("][", "_")
         names.append(name.replace(".", "_").replace("[", "_").replace("]", "") or f"leaf{i}")
-    if len(set(names)) != len(names) or RECORD_KEY in names:
+    if len(set(names)) != len(names) or RECORD_KEY in names or TARGETS_KEY in names:
         names = [f"leaf{i}" for i in range(len(names))]
     return names
 
@@ -271,6 +273,11 @@ def save_solution(path, problem, solution, *, solver=None, max_steps: int | None
         **(extra or {}), metadata=metadata()))
     text = json.dumps(record, indent=2, allow_nan=False)
     record["fingerprint"] = _fingerprint(json.loads(text))
+    # Large regression targets are recorded by digest only: the file carries them itself, so
+    # that load_solution can rebuild the problem (a solution is one self-contained file).
+    config = record["config"]
+    if isinstance(config, Mapping) and "targets_sha256" in config and "targets" not in config:
+        arrays[TARGETS_KEY] = np.asarray(problem.targets, dtype=np.float64)
     # Build both files first; then drop the old json so that no moment shows the new npz beside
     # the old record; then move the npz (the authoritative unit) and the copy into place.
     with _atomic(npz, "wb") as fh:
@@ -309,8 +316,9 @@ def load_solution(path):
     ``problem.init`` (and the saved dtype), ``record`` is the saved record.
 
     Raises:
-        ValueError: for a file that is not a saved solution, a config no model can rebuild, arrays
-            that do not fit the problem, or a json copy beside the npz that is not its record.
+        ValueError: for a file that is not a saved solution (or is truncated or corrupted), a
+            config no model can rebuild, arrays that are not float or do not fit the problem, or a
+            json copy beside the npz that is not its record.
     """
     path = Path(path)
     not_saved = f"{str(path)!r} is not a solution saved by ufm.io.save_solution"
@@ -328,12 +336,13 @@ def load_solution(path):
         try:
             record = json.loads(str(data[RECORD_KEY]))
             arrays = {name: data[name] for name in data.files if name != RECORD_KEY}
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated, a flipped bit (CRC)
             raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
         except ValueError as exc:  # a damaged record or array (json.JSONDecodeError is one)
             raise ValueError(f"{not_saved} (unreadable: {exc})") from None
     if not isinstance(record, dict) or not isinstance(record.get("config"), Mapping):
         raise ValueError(f"{not_saved} (its {RECORD_KEY} entry holds no config)")
+    targets = arrays.pop(TARGETS_KEY, None)
     copy = path.with_suffix(".json")
     if copy.exists():
         other = {}
@@ -342,11 +351,19 @@ def load_solution(path):
         if not isinstance(other, dict) or other.get("fingerprint") != record.get("fingerprint"):
             raise ValueError(f"{str(copy)!r} is not the record of {str(path)!r} (another save's copy?); "
                              "the npz holds the authoritative record")
-    problem = problem_from_config(record["config"])
+    config = record["config"]
+    if targets is not None and config.get("model") == "regression":
+        problem = _model_classes()["regression"].from_config(config, targets=targets)
+    else:
+        problem = problem_from_config(config)
     template = jax.eval_shape(lambda: problem.init(jax.random.key(0)))
     names = _leaf_names(template)
     if sorted(names) != sorted(arrays):
         raise ValueError(f"{str(path)!r} holds arrays {sorted(arrays)}, but the problem needs {names}")
+    for n in names:
+        if arrays[n].dtype.kind != "f":
+            raise ValueError(f"{str(path)!r}: array {n} has dtype {arrays[n].dtype}; parameters are "
+                             "float arrays")
     leaves = [jax.numpy.asarray(arrays[n]) for n in names]
     for n, leaf, want in zip(names, leaves, jax.tree_util.tree_leaves(template)):
         if leaf.shape != want.shape:
