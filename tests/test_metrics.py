@@ -1,5 +1,6 @@
 """NC metrics: exact zeros on exact constructions, clearly non-zero after perturbations, hand values."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -124,3 +125,19 @@ def test_metrics_work_under_jit_on_tracers():
     assert float(jax.jit(lambda H: metrics.nc1(H, y, 3))(jnp.asarray(Hp))) == pytest.approx(eager, rel=1e-10)
     traced_labels = jax.jit(lambda H, y: metrics.nc4(H, jnp.asarray(W), None, y))
     assert float(traced_labels(jnp.asarray(H), jnp.asarray(y))) == 0.0
+
+
+def test_integer_and_float16_features_are_measured_without_overflow():
+    """int8 features summed in int8 overflowed (class means of 67 and 67 came out −61) and a
+    float16 Gram of entries ~ 300 had an infinite norm (ETF distance 1.0 for an exact ETF)."""
+    y = np.repeat(np.arange(3), 2)
+    H = np.array([[67, -35, -31], [67, -35, -31], [-33, 67, -35], [-34, 68, -35],
+                  [-41, -35, 62], [-41, -35, 63]], dtype=np.int8)
+    expected = np.array([H[y == k].astype(np.float64).mean(axis=0) for k in range(3)])
+    for X in (H, H.astype(np.int64), H.astype(np.float16), jnp.asarray(H, jnp.bfloat16)):
+        np.testing.assert_array_equal(np.asarray(metrics.class_means(X, y, 3)), expected)
+        np.testing.assert_allclose(float(metrics.nc1(X, y, 3)), float(metrics.nc1(H.astype(float), y, 3)),
+                                   rtol=1e-6)
+    etf = 300.0 * (np.eye(3) - 1.0 / 3)  # an exact simplex-ETF Gram, representable in float16
+    assert float(metrics.etf_distance(etf.astype(np.float16))) < 1e-3
+    assert float(metrics.of_distance((300 * np.eye(3)).astype(np.float16))) < 1e-12

@@ -37,8 +37,15 @@ def _check_array(name: str, X, ndim: int, rows: int | None = None, cols: int | N
     what = "[N, d]" if ndim == 2 else "[K]"
     if X.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array {what}, got shape {tuple(X.shape)}")
+    if X.dtype == jnp.bfloat16:
+        X = X.astype(jnp.float32)
     if X.dtype.kind not in "iuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.dtype.kind in "iu" or X.dtype.itemsize < 4:
+        # Integer features would be summed in their own type (class means of int8 features
+        # overflowed silently) and float16 overflows in a norm of values ~ 300 (a Gram's norm
+        # came out inf and the ETF distance 1.0): compute in float64 (JAX: its default float).
+        X = X.astype(np.float64 if xp is np else jnp.result_type(float))
     if X.shape[0] < min_rows or (ndim == 2 and X.shape[1] < 1):
         raise ValueError(f"{name} must have at least {min_rows} row(s) and one column, got shape "
                          f"{tuple(X.shape)}")
@@ -152,7 +159,8 @@ def _unit(G):
 def etf_distance(G: ArrayLike) -> Array:
     """‖G/‖G‖ − C_K/√(K−1)‖_F: distance of a K×K Gram from the simplex ETF Gram."""
     xp = _xp(G)
-    K = _check_gram(G).shape[0]
+    G = _check_gram(G)
+    K = G.shape[0]
     E = (np.eye(K) - np.ones((K, K)) / K) / np.sqrt(K - 1.0)
     return xp.linalg.norm(_unit(G) - E)
 
@@ -160,7 +168,8 @@ def etf_distance(G: ArrayLike) -> Array:
 def of_distance(G: ArrayLike) -> Array:
     """‖G/‖G‖ − I_K/√K‖_F: distance of a K×K Gram from the orthogonal-frame Gram."""
     xp = _xp(G)
-    K = _check_gram(G).shape[0]
+    G = _check_gram(G)
+    K = G.shape[0]
     return xp.linalg.norm(_unit(G) - np.eye(K) / np.sqrt(float(K)))
 
 
