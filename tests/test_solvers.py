@@ -187,6 +187,14 @@ def test_solve_checks_params_against_the_problem(mse_problem):
         ufm.sweep.multi_start(mse_problem, ufm.solvers.LBFGS(), jax.random.key(0), 2, scales=[0.5, -1.0])
     with pytest.raises(ValueError, match="gtol"):
         ufm.sweep.multi_start(mse_problem, ufm.solvers.LBFGS(), jax.random.key(0), 2, gtol="1e-8")
+    for key in (0, None, jax.random.split(jax.random.key(0), 2)):  # a seed, nothing, two keys
+        with pytest.raises(ValueError, match="key"):
+            ufm.sweep.multi_start(mse_problem, ufm.solvers.LBFGS(), key, 2)
+    # A static field (a size, the bias switch) is not an array leaf: a sweep over it solved the
+    # base problem for every row (dim = [3, 4] gave two dim-3 solutions).
+    for name, values in (("dim", [3, 4]), ("bias", [True, False]), ("num_classes", [3, 4])):
+        with pytest.raises(ValueError, match=f"'{name}' is a static field"):
+            ufm.sweep.vmap_solve(mse_problem, ufm.solvers.LBFGS(), good, {name: values})
 
 
 def test_lbfgs_state_continues_the_same_run(mse_problem):

@@ -35,6 +35,12 @@ def replace_hyper(obj, name: str, value):
     head, _, rest = name.partition(".")
     if not dataclasses.is_dataclass(obj) or head not in {f.name for f in dataclasses.fields(obj)}:
         raise ValueError(f"unknown hyperparameter {name!r} for {type(obj).__name__}")
+    if head in getattr(type(obj), "_pytree_meta", ()):
+        # A static field (a size, the bias switch, an activation) is part of the compiled
+        # program, not an array leaf: a batched solve would silently keep the base value.
+        raise ValueError(f"{name!r} is a static field of {type(obj).__name__} (it sets the shapes or "
+                         "the program), not a hyperparameter leaf: it cannot be swept in one compiled "
+                         "solve; build one problem per value")
     if rest:
         return replace_keeping_derived(obj, **{head: replace_hyper(getattr(obj, head), rest, value)})
     return replace_keeping_derived(obj, **{head: value})
@@ -244,6 +250,10 @@ def multi_start(problem, solver, key: jax.Array, num_starts: int,
             :func:`vmap_solve`).
     """
     check_contracts(problem, solver)
+    if not (isinstance(key, jax.Array) and not isinstance(key, jax.core.Tracer)
+            and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                 or (key.dtype == jnp.uint32 and key.ndim == 1))):
+        raise ValueError(f"key must be one JAX PRNG key (jax.random.key(seed)), got {key!r}")
     num_starts = check_int("num_starts", num_starts, low=1)
     restarts = check_int("restarts", restarts, low=0)
     if batching not in ("vmap", "map"):
