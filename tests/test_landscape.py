@@ -2,11 +2,13 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ufm
+from ufm import landscape
 
 
 def _origin(problem, b0=0.0):
@@ -74,3 +76,23 @@ def test_rounding_residue_at_the_origin_is_not_a_symmetry_orbit():
     assert landscape.symmetry_directions(p, tiny).shape[1] == 0
     x = p.init(jax.random.key(0))
     assert landscape.symmetry_directions(p, x).shape[1] == landscape.rotation_orbit_dimension(3, 3) == 3
+
+
+def test_params_of_another_problem_are_refused_by_name():
+    """Params of another problem (9 samples for a 6-sample problem) failed deep inside with a
+    JAX broadcasting error, and compare returned a 'measurement failed' report."""
+    p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    other = ufm.UFM(3, 3, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2).init(jax.random.key(0))
+    pred = ufm.theory.predict(p)
+    calls = {"certify": lambda: landscape.certify(p, other),
+             "classify": lambda: landscape.classify_critical_point(p, other),
+             "hessian": lambda: landscape.hessian(p, other),
+             "hvp": lambda: landscape.hvp(p, other, other),
+             "escape_direction": lambda: landscape.escape_direction(p, other),
+             "compare": lambda: ufm.compare(p, other, pred)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"params\.H must have shape \(6, 3\)"):
+            call()
+    good = p.init(jax.random.key(0))
+    with pytest.raises(ValueError, match="^v must have the structure"):
+        landscape.hvp(p, good, np.ones(3))

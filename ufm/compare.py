@@ -314,6 +314,7 @@ def compare(problem, solution, prediction, *, tolerances: dict | None = None,
         True
     """
     params = getattr(solution, "params", solution)
+    landscape._check_point(problem, params)  # params of another problem: a ValueError, not a report
     rows: list[Row] = []
     notes = list(prediction.notes)
     status = _status_row(solution, gtol)

@@ -52,9 +52,19 @@ def _ravel(tree):
     return jax.flatten_util.ravel_pytree(tree)[0]
 
 
+def _check_point(problem, params, name: str = "params") -> None:
+    """``ValueError`` naming ``name`` unless it has the structure, shapes and float dtype of
+    ``problem.init`` (params of another problem failed deep inside with a broadcasting error)."""
+    from ufm.solvers._driver import check_params
+
+    check_params(problem, params, name)
+
+
 def hvp(problem, params: PyTree, v: PyTree) -> PyTree:
     """(Riemannian) Hessian-vector product at ``params`` along ``v`` (projected onto the tangent
     space first); the operator the second-order solvers use."""
+    _check_point(problem, params)
+    _check_point(problem, v, "v")
     return riemannian_hessian_operator(problem, params)[1](v)
 
 
@@ -85,6 +95,7 @@ def _dense_parts(problem, params):
 def hessian(problem, params: PyTree) -> Array:
     """Dense matrix of v ↦ P hvp(P v) in the flattened ambient coordinates (small problems; above
     :data:`DENSE_MAX` parameters it refuses and points to the matrix-free path)."""
+    _check_point(problem, params)
     _check_dense(params)
     return _dense_parts(problem, params)[1]
 
@@ -103,6 +114,7 @@ def hessian_eigenvalues(problem, params: PyTree, tangent_only: bool = True) -> n
     With ``tangent_only`` the eigenvalues belonging to normal directions of the manifold (where
     P∘Hess∘P is zero by construction) are dropped, leaving the spectrum on the tangent space.
     """
+    _check_point(problem, params)
     _check_dense(params)
     _, Hm, P = (np.asarray(a) for a in _dense_parts(problem, params))
     basis = _tangent_basis(problem, P) if tangent_only else None
@@ -349,6 +361,7 @@ def certify(problem, params: PyTree, *, method: str | None = None, num_low: int 
         >>> c.verdict(), c.num_symmetry, c.mu > 0
         ('local minimum (strict, modulo symmetry)', 4, True)
     """
+    _check_point(problem, params)
     size = int(sum(np.size(x) for x in jax.tree.leaves(params)))
     method = method or ("dense" if size <= DENSE_MAX else "matrix-free")
     if method not in ("dense", "matrix-free"):
@@ -435,6 +448,7 @@ def smallest_eigenpairs(problem, params: PyTree, k: int = 4, *, symmetry: bool =
     """The k smallest eigenvalues (ascending) of the tangent Hessian on the complement of the
     symmetry directions, with flat eigenvectors [P, k], and the Hessian's scale, matrix-free
     (LOBPCG on Hessian-vector products; nothing P×P is formed)."""
+    _check_point(problem, params)
     flat = _ravel(params)
     P = flat.size
     k = max(1, min(k, (P - 1) // 5))
@@ -734,6 +748,7 @@ def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "sma
         >>> e.converged, round(float(e.eigenvalues[0]), 10)  # λ_W = λ_H = 0.1: 0.1 − 1/(K√n)
         (True, -0.1357022604)
     """
+    _check_point(problem, params)
     k = check_int("k", k, low=1)
     if which not in ("smallest", "largest"):
         raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}")
@@ -913,6 +928,7 @@ def classify_critical_point(problem, params: PyTree, *, method: str | None = Non
         >>> c.verdict, c.num_zero == c.num_symmetry == 6
         ('local minimum (strict, modulo symmetry)', True)
     """
+    _check_point(problem, params)
     size = int(sum(np.size(x) for x in jax.tree.leaves(params)))
     method = method or ("dense" if size <= DENSE_MAX else "matrix-free")
     if method not in ("dense", "matrix-free"):
@@ -950,6 +966,7 @@ def escape_direction(problem, params: PyTree, *, method: str | None = None,
     """(λ, v): the smallest eigenvalue of the Hessian on the tangent space minus the symmetry
     orbit and its unit eigenvector v, a tangent pytree (a descent direction of curvature λ < 0 at
     a strict saddle). Dense up to :data:`DENSE_MAX` parameters, Lanczos above."""
+    _check_point(problem, params)
     size = int(sum(np.size(x) for x in jax.tree.leaves(params)))
     method = method or ("dense" if size <= DENSE_MAX else "matrix-free")
     if method not in ("dense", "matrix-free"):
@@ -970,6 +987,7 @@ def escape_step(problem, params: PyTree, *, method: str | None = None,
     Raises:
         ValueError: if the point has no negative curvature, or no step lowers the objective.
     """
+    _check_point(problem, params)
     lam, v = escape_direction(problem, params, method=method)
     if not lam < 0:
         raise ValueError(f"no negative curvature at this point (smallest eigenvalue {lam:.3g}): "
@@ -1350,6 +1368,7 @@ def spectral_density(problem, params: PyTree, *, num_probes: int = 8, num_matvec
         >>> sd.dim, round(float(sd.weights.sum(axis=1).mean()), 12)
         (39, 1.0)
     """
+    _check_point(problem, params)
     import matfree.stochtrace
 
     num_probes = check_int("num_probes", num_probes, low=1)
