@@ -485,3 +485,23 @@ def test_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_partial_rank_certified_solve_passes_nrc2():
+    """At a partial-rank minimiser W has rank r exactly; a certified point has spurious singular
+    values ~ its distance to it (here 9.5e-11·σ_max, just under nrc2's default cutoff 1e-10). The
+    comparison must still PASS NRC2 = 0 (theory: the features lie in W's row space); with the
+    default cutoff the sensitivity probes crossed it and the bound came out 4× too small."""
+    problem = RegressionUFM(synthetic_targets(0, 8, [1.0, 0.25, 0.04]), 3, 0.1, 0.1)
+    prediction = predict(problem)
+    assert prediction.regime == "partial-rank" and prediction.quantities["nrc2"] == 0
+    sol = ufm.certified_solve(problem, ufm.solvers.TrustRegion(), problem.init(jax.random.key(0)),
+                              gtol=1e-10)
+    sv = np.linalg.svd(np.asarray(sol.params.W), compute_uv=False)
+    assert sv[-1] < 1e-8 * sv[0]  # the spurious direction this test is about
+    report = ufm.compare(problem, sol, prediction)
+    assert report.ok, [(r.quantity, r.error, r.tolerance) for r in report.failures()]
+    # a larger rank cutoff can only raise the measured NRC2: a residual off W's span still shows
+    moved = sol.params._replace(H=sol.params.H.at[:, :].add(1e-3 * jnp.asarray(
+        np.linalg.svd(np.asarray(sol.params.W))[2][-1])[None, :]))
+    assert ufm.metrics.measure(problem, moved)["nrc2"] > 1e-8
