@@ -119,6 +119,23 @@ def test_from_config_inverts_config(problem):
     assert again == problem and again.config() == cfg
 
 
+def test_problems_with_array_fields_compare_and_hash_by_value():
+    """A per-layer λ or a regression's targets are arrays: == compared them as a tuple and raised
+    ("truth value of an array ... is ambiguous"); a config round trip of such a problem must be ==
+    to it, with the same hash, and a problem differing in one entry must not."""
+    import json
+    rng = np.random.default_rng(0)
+    problems = [ufm.DeepUFM(3, 2, (4, 4), ufm.losses.MSE(), [1e-2, 2e-2], 1e-2),
+                ufm.RegressionUFM(rng.normal(size=(6, 2)), 2, 0.1, 0.2)]
+    for p in problems:
+        q = type(p).from_config(json.loads(json.dumps(p.config())))
+        assert q == p and hash(q) == hash(p)
+    assert problems[0] != ufm.DeepUFM(3, 2, (4, 4), ufm.losses.MSE(), [1e-2, 3e-2], 1e-2)
+    assert problems[1] != ufm.RegressionUFM(np.asarray(problems[1].targets) + 1e-9, 2, 0.1, 0.2)
+    assert ufm.losses.MSE() != ufm.losses.CrossEntropy()
+    assert ufm.UFM(3, 2, 2, ufm.losses.MSE(), 1e-2, 1e-2) != ufm.UFM(3, 2, 2, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+
+
 @pytest.mark.parametrize("cfg, match", [
     ([1, 2], "mapping"),
     (dict(model="regression"), "expected 'ufm'"),

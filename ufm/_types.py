@@ -93,6 +93,30 @@ def replace_keeping_derived(obj, **changes):
     return new
 
 
+def _field_key(value):
+    """A field as something hashable and comparable with ``==``: arrays (a per-layer λ, a
+    regression's targets) by dtype, shape and bytes, containers element by element."""
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)) and not isinstance(value, jax.core.Tracer):
+        arr = np.asarray(value)
+        return ("array", arr.dtype.str, arr.shape, arr.tobytes()) if arr.ndim else arr.item()
+    if isinstance(value, (tuple, list)):
+        return type(value).__name__, tuple(_field_key(v) for v in value)
+    return value
+
+
+def _dataclass_eq(self, other):
+    # The generated __eq__ compares field tuples, which raises on array fields ("truth value of an
+    # array ... is ambiguous") and compares a jnp scalar by identity-hash rules; fields by value.
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return all(_field_key(getattr(self, f.name)) == _field_key(getattr(other, f.name))
+               for f in dataclasses.fields(self))
+
+
+def _dataclass_hash(self):
+    return hash((type(self),) + tuple(_field_key(getattr(self, f.name)) for f in dataclasses.fields(self)))
+
+
 def pytree_dataclass(cls=None, *, meta: Sequence[str] = (), derived: Sequence[str] = ()):
     """Frozen dataclass registered as a pytree: ``meta`` fields are static (a change recompiles),
     every other field is an array leaf (hyperparameters: sweep them under ``vmap``).
@@ -106,7 +130,8 @@ def pytree_dataclass(cls=None, *, meta: Sequence[str] = (), derived: Sequence[st
     """
 
     def wrap(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
+        cls.__eq__, cls.__hash__ = _dataclass_eq, _dataclass_hash
         names = [f.name for f in dataclasses.fields(cls)]
         data = tuple(n for n in names if n not in meta)
         static = tuple(meta)
