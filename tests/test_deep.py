@@ -384,3 +384,18 @@ def test_deep_ce_L2_candidate_is_an_upper_bound_below_the_best_found():
     assert abs(dnc.value - 0.0314901443717) < 1e-12
     sols, b = _multi(p, seeds=8)
     assert float(b.value) < dnc.value * (1 - 0.03)
+
+
+@pytest.mark.parametrize("widths, bias, lambda_b", [((2,), False, 0.0), ((4,), True, 0.1)],
+                         ids=["narrow", "regularised-bias"])
+def test_depth_one_refusal_points_to_the_plain_ufm_that_has_the_closed_form(widths, bias, lambda_b):
+    """A depth-1 DeepUFM is the plain UFM; where the deep closed forms do not reach (MSE below the
+    output rank, a regularised bias) the refusal names ufm.UFM, and that UFM does predict."""
+    deep = ufm.DeepUFM(4, 3, widths, ufm.losses.MSE(), 1e-2, 2e-2, bias=bias, lambda_b=lambda_b)
+    with pytest.raises(NoClosedForm, match=r"plain UFM.*ufm\.UFM"):
+        ufm.theory.predict(deep)
+    plain = ufm.UFM(4, 3, widths[0], ufm.losses.MSE(), 1e-2, 2e-2, bias=bias, lambda_b=lambda_b)
+    params = deep.init(jax.random.key(0))
+    as_plain = plain.params(params.Ws[0], params.H, params.b)
+    np.testing.assert_allclose(float(deep.value(params)), float(plain.value(as_plain)), rtol=1e-14)
+    assert ufm.theory.predict(plain).regime in ("collapse", "partial-rank")

@@ -530,6 +530,29 @@ def predict_deep(*, counts: Sequence[int], widths: Sequence[int], activation: st
     """
     counts = [int(c) for c in counts]
     K, L = len(counts), len(widths)
+    try:
+        return _predict_deep(counts, widths, activation, loss, lambda_H, lambdas, bias, lambda_b,
+                             alpha, gamma)
+    except NoClosedForm as exc:
+        if L == 1 and _plain_covers(counts, widths[0], loss, lambda_H, lambdas[0], bias, lambda_b,
+                                    alpha, gamma):
+            raise NoClosedForm(f"{exc}; at depth 1 this is the plain UFM, whose closed form covers it: "
+                               f"use ufm.UFM(..., dim={widths[0]}, ...) (docs/theory/mse.md)") from None
+        raise
+
+
+def _plain_covers(counts, dim, loss, lambda_H, lambda_W, bias, lambda_b, alpha, gamma) -> bool:
+    """Whether the plain UFM (the same objective as a depth-1 DeepUFM) has a closed form here."""
+    try:
+        plain.predict_plain(counts=counts, dim=dim, loss=loss, lambda_W=lambda_W, lambda_H=lambda_H,
+                            lambda_b=lambda_b, bias=bias, alpha=alpha, gamma=gamma)
+    except NoClosedForm:
+        return False
+    return True
+
+
+def _predict_deep(counts, widths, activation, loss, lambda_H, lambdas, bias, lambda_b, alpha, gamma):
+    K, L = len(counts), len(widths)
     why = _refusal(counts=counts, widths=widths, activation=activation, loss=loss, lambda_H=lambda_H,
                    lambdas=lambdas, bias=bias, lambda_b=lambda_b)
     if why is not None:
