@@ -156,19 +156,23 @@ def test_sweep_bad_grid_writes_nothing(grid, fragment, tmp_path, capsys):
 
 
 def test_files_of_the_wrong_kind_are_one_line_exit_2(tmp_path, capsys):
-    """A .npy, a JSON text or a truncated archive as --solution, a binary file as a config: one
-    clear line, exit 2 (they were exit 4, or numpy's 'pickled data' and 'utf-8 codec' messages)."""
+    """A .npy, a JSON text or a truncated archive as --solution, a binary file or a sweep summary as
+    a config: one clear line, exit 2 (they were exit 4, numpy's 'pickled data' and 'utf-8 codec'
+    messages, or 'config of model ufm lacks [...]' for a sweep.json)."""
     npy, text, npz = tmp_path / "a.npy", tmp_path / "c.json", tmp_path / "s.npz"
     np.save(npy, np.ones((4, 2)))
     text.write_text(json.dumps(ufm.UFM(3, 2, 3, ufm.losses.MSE(), 0.1, 0.1).config()))
     np.savez(npz, a=np.ones(2))
     (tmp_path / "cut.npz").write_bytes(npz.read_bytes()[:60])
+    table = tmp_path / "sweep.json"  # a sweep summary: a top-level 'model' but one config per row
+    table.write_text(json.dumps(dict(model="ufm", axes=["lambda_W"], rows=[dict(config=json.loads(text.read_text()))])))
     for argv, fragment in [
             (["landscape", "--solution", str(npy)], "a single .npy array"),
             (["landscape", "--solution", str(text)], "not an .npz archive"),
             (["landscape", "--solution", str(tmp_path / "cut.npz")], "cannot read"),
             (["landscape", str(npz)], "is not JSON (a binary file"),
-            (["solve", "--config", str(npz)], "is not JSON (a binary file")]:
+            (["solve", "--config", str(npz)], "is not JSON (a binary file"),
+            (["solve", "--config", str(table)], "a table of many problems")]:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("ufm: error:") and fragment in err, err

@@ -197,6 +197,9 @@ def _load_config(path: str) -> dict:
     except UnicodeDecodeError:
         raise UsageError(f"--config {path!r} is not JSON (a binary file: give the .json written "
                          "beside a saved .npz)") from None
+    if isinstance(cfg, dict) and isinstance(cfg.get("rows"), list) and "config" not in cfg:
+        raise UsageError(f"--config {path!r} is a table of many problems (a ufm sweep or verify "
+                         "--out file), not one problem's config: give one of its rows' 'config'")
     if isinstance(cfg, dict) and "config" in cfg and isinstance(cfg["config"], dict):
         cfg = cfg["config"]  # a saved solution's record, or a verify row
     if not isinstance(cfg, dict) or "model" not in cfg:
