@@ -277,6 +277,19 @@ def test_report_prints_round_trips_and_predicts():
     assert math.isnan(st.CollapseReport.from_json(nan.to_json())["nrc1"])
 
 
+def test_report_with_nan_round_trips_equal():
+    # all class means equal (to 0): the frame metrics are NaN; the JSON round trip
+    # must still compare equal (NaN == NaN by value), and a real difference must not
+    H = np.array([[1.0, 0.0], [-1.0, 0.0], [2.0, 1.0], [-2.0, -1.0]])
+    report = st.collapse_report(st.class_stats_update(st.class_stats_init(2, 2), H, [0, 0, 1, 1]))
+    assert math.isnan(report["means_equinorm"])
+    back = st.CollapseReport.from_json(report.to_json())
+    assert back == report and back.to_json() == report.to_json()
+    other = st.CollapseReport.from_dict({**report.to_dict(), "values": {**report.to_dict()["values"],
+                                                                        "nc1_trace": 1.0}})
+    assert other != report
+
+
 def test_bad_input():
     K, d = 3, 4
     s = st.class_stats_init(K, d)

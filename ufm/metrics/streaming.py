@@ -345,6 +345,20 @@ class CollapseReport:
     def __getitem__(self, name: str) -> float:
         return self.values[name]
 
+    def __eq__(self, other) -> bool:
+        # by value, with NaN equal to NaN: an undefined metric is written as JSON NaN and read
+        # back as a new NaN object, which plain dict equality (NaN != NaN) called unequal
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        a, b = self.to_dict(), other.to_dict()
+        same = lambda x, y: x == y or (isinstance(x, float) and isinstance(y, float)  # noqa: E731
+                                       and math.isnan(x) and math.isnan(y))
+        return (all(a[k] == b[k] for k in a if k not in ("values", "prediction"))
+                and all(a[k].keys() == b[k].keys() and all(same(a[k][n], b[k][n]) for n in a[k])
+                        for k in ("values", "prediction")))
+
+    __hash__ = None  # holds dicts: not hashable (as before), but comparable by value
+
     def __contains__(self, name: str) -> bool:
         return name in self.values
 
