@@ -22,6 +22,19 @@ def test_nc1_hand_value():
     assert float(metrics.nc1_trace(H, y, 2)) == pytest.approx(Sw / Sb, rel=1e-12)
 
 
+def test_nc1_is_inf_when_class_means_coincide_but_features_vary():
+    # both classes have mean (0, 0) and within-class spread: no separation at all, yet pinv(Sb = 0)
+    # = 0 reported NC1 = 0, "perfect collapse"; the limit Sb -> 0 is inf, as tr(Sw)/tr(Sb)
+    H = np.array([[1.0, 0.0], [-1.0, 0.0], [2.0, 1.0], [-2.0, -1.0]])
+    y = np.array([0, 0, 1, 1])
+    assert float(metrics.nc1(H, y, 2)) == np.inf and float(metrics.nc1_trace(H, y, 2)) == np.inf
+    assert float(metrics.nc1(jnp.asarray(H), y, 2)) == np.inf
+    assert float(metrics.nc1(np.zeros((4, 2)), y, 2)) == 0.0        # Sw = Sb = 0: collapsed to 0
+    from ufm.metrics import streaming as st
+    report = st.collapse_report(st.class_stats_update(st.class_stats_init(2, 2), H, y))
+    assert report["nc1"] == np.inf and report["nc1_trace"] == np.inf
+
+
 @pytest.mark.parametrize("K, d", [(3, 2), (4, 4), (6, 9)])
 def test_etf_metrics_vanish_on_simplex_etf(K, d):
     W = simplex_etf(K, d, np.random.default_rng(0))

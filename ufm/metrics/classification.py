@@ -134,13 +134,17 @@ def nc1(H: ArrayLike, labels: ArrayLike, num_classes: int, rtol: float | None = 
     """NC1 = trace(Sw Sb⁺)/K (Papyan 2020, Zhu 2021), Sw with 1/N, Sb of the centred means.
 
     ``rtol`` cuts the pseudo-inverse of Sb (rank ≤ K−1); by default max(1e-10, 100·eps), so that in
-    float32 the rounding noise in Sb's null space is not inverted.
+    float32 the rounding noise in Sb's null space is not inverted. When all class means coincide
+    (Sb = 0) but the features vary (Sw ≠ 0) NC1 is inf (not the 0 of pinv(0) = 0); 0 when both vanish.
     """
     xp = _xp(H)
     Sw, Sb = _scatter(H, labels, num_classes)
     if rtol is None:
         rtol = max(1e-10, 100 * float(np.finfo(Sb.dtype).eps))
-    return xp.trace(Sw @ xp.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / num_classes
+    value = xp.trace(Sw @ xp.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / num_classes
+    # all class means equal (Sb = 0) while the features vary (Sw ≠ 0): pinv(0) = 0 would report
+    # perfect collapse; the value is the limit Sb → 0, inf (nc1_trace's tr(Sw)/0 likewise)
+    return xp.where((xp.trace(Sb) == 0) & (xp.trace(Sw) > 0), xp.inf, value)
 
 
 def nc1_trace(H: ArrayLike, labels: ArrayLike, num_classes: int) -> Array:

@@ -509,7 +509,9 @@ def collapse_report(state: ClassStats, W=None, b=None, *, geometry: str = "etf",
     with np.errstate(divide="ignore", invalid="ignore"):  # all means equal: Sb = 0, NaN as in memory
         trace_ratio = float(np.trace(Sw) / np.trace(Sb))
     values = dict(
-        nc1=float(np.trace(Sw @ np.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / K),
+        # all means equal but features varying: inf, not pinv(0) = 0 (as ufm.metrics.nc1)
+        nc1=(math.inf if np.trace(Sb) == 0 and np.trace(Sw) > 0
+             else float(np.trace(Sw @ np.linalg.pinv(Sb, rtol=rtol, hermitian=True)) / K)),
         nc1_trace=trace_ratio,
         cdnv=cdnv(M_rel, state.class_variance_sums / state.counts),
         cdnv_dist4=cdnv(M_rel, state.class_variance_sums / state.counts, dist_exp=2.0),
