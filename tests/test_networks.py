@@ -73,13 +73,43 @@ def test_mse_training_decreases_the_objective():
     (dict(optimizer="sgd"), "optax.GradientTransformation"),
     (dict(targets=jnp.zeros((9, 3))), "integer labels"),
     (dict(loss="mse"), "mse targets"),
+    (dict(targets=jnp.arange(9) % 3 + 1), r"labels in \[0, 3\)"),      # 3 is out of range: NaN loss
+    (dict(targets=jnp.arange(9) % 3 - 1), r"labels in \[0, 3\)"),      # -1 wrapped to the last class
+    (dict(X=jnp.full((9, 4), jnp.nan)), "X has non-finite"),
+    (dict(loss="mse", targets=jnp.full((9, 3), jnp.nan)), "mse targets have non-finite"),
 ])
 def test_train_bad_input(setup, kwargs, match):
     params, X, y = setup
-    args = dict(targets=y, loss="cross_entropy", optimizer=optax.sgd(0.1), num_steps=2, record_every=1)
+    args = dict(X=X, targets=y, loss="cross_entropy", optimizer=optax.sgd(0.1), num_steps=2, record_every=1)
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
-        networks.train(params, X, args.pop("targets"), args.pop("loss"), args.pop("optimizer"), **args)
+        networks.train(params, args.pop("X"), args.pop("targets"), args.pop("loss"), args.pop("optimizer"),
+                       **args)
+
+
+@pytest.mark.parametrize("loss, targets, wd, match", [
+    ("ce", None, 0.1, "loss must be one of"),                  # was silently the MSE of the labels
+    ("cross_entropy", None, float("nan"), "weight_decay"),     # was a NaN objective
+    ("cross_entropy", None, -1.0, "weight_decay"),             # was a negative penalty
+    ("cross_entropy", jnp.arange(9) % 3 + 5, 0.1, r"labels in \[0, 3\)"),
+    ("mse", jnp.arange(9) % 3, 0.1, "mse targets"),
+])
+def test_objective_bad_input(setup, loss, targets, wd, match):
+    params, X, y = setup
+    with pytest.raises(ValueError, match=match):
+        networks.objective(params, X, y if targets is None else targets, loss, wd)
+
+
+def test_integer_inputs_keep_float_mse_targets():
+    # integer X made train() cast the mse targets to X's integer dtype: targets in (0, 1) became 0
+    params = networks.mlp_init(jax.random.key(4), [3, 2])
+    X = np.array([[1, 2, 0], [0, 1, 3], [2, 2, 1], [1, 0, 0]])
+    Y = np.array([[0.25, 0.5], [0.75, 0.125], [0.5, 0.5], [0.875, 0.25]])
+    W, b = (np.asarray(params[0][k]) for k in ("W", "b"))
+    expected = 0.5 * np.mean(np.sum((X @ W.T + b - Y) ** 2, axis=1))
+    run = networks.train(params, X, Y, "mse", optax.sgd(0.0), num_steps=1, record_every=1)
+    assert abs(run.loss[0] - expected) < 1e-13
+    assert abs(float(networks.objective(params, X, Y, "mse", 0.0)) - expected) < 1e-13
 
 
 def test_apply_bad_input(setup):

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ufm._types import Array, ArrayLike, check_int, check_scalar
+from ufm._types import Array, ArrayLike, check_int, check_scalar, is_concrete
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -69,7 +69,42 @@ def _check_inputs(params, X) -> Array:
     X = jnp.asarray(X)
     if X.ndim != 2 or X.shape[1] != d_in:
         raise ValueError(f"X must be [N, {d_in}] (the first layer's input width), got shape {tuple(X.shape)}")
+    if not jnp.issubdtype(X.dtype, jnp.floating):
+        # integer (e.g. pixel) inputs: compute in the parameters' float dtype. Left as integers,
+        # train() cast the mse targets to X's dtype too and trained on truncated targets.
+        X = X.astype(params[0]["W"].dtype)
     return X
+
+
+def _check_data(params, X, targets, loss: str, weight_decay) -> tuple:
+    """Validate what :func:`train` and :func:`objective` share; returns (X, targets)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    check_scalar("weight_decay", weight_decay, low=0.0, high=None, allowed="a real number >= 0")
+    X = _check_inputs(params, X)
+    targets = jnp.asarray(targets)
+    if targets.ndim == 0 or targets.shape[0] != X.shape[0]:
+        raise ValueError(f"X and targets need the same number of rows, got {X.shape} and {targets.shape}")
+    d_out = params[-1]["W"].shape[0]
+    if loss == "cross_entropy" and (targets.ndim != 1 or not jnp.issubdtype(targets.dtype, jnp.integer)):
+        raise ValueError(f"cross_entropy targets must be integer labels [N], got {targets.dtype} {targets.shape}")
+    if loss == "mse" and targets.shape != (X.shape[0], d_out):
+        raise ValueError(f"mse targets must be [N, d_out] = {(X.shape[0], d_out)}, got {targets.shape}")
+    # NumPy on the concrete arrays: inside a trace (objective under jit) jnp would stage them
+    if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
+        raise ValueError("X has non-finite entries (NaN or inf): the loss would be NaN")
+    if is_concrete(targets):
+        if loss == "cross_entropy":
+            lo, hi = int(np.min(np.asarray(targets))), int(np.max(np.asarray(targets)))
+            if lo < 0 or hi >= d_out:
+                # optax would give NaN (label >= d_out) or silently wrap (−1: the last class)
+                raise ValueError(f"cross_entropy targets must be labels in [0, {d_out}) (the last "
+                                 f"layer's width), got values in [{lo}, {hi}]")
+        elif not np.all(np.isfinite(np.asarray(targets))):
+            raise ValueError("mse targets have non-finite entries (NaN or inf): the loss would be NaN")
+    if loss == "mse":
+        targets = targets.astype(X.dtype)
+    return X, targets
 
 
 def _forward(params, X, activation):
@@ -110,8 +145,15 @@ def squared_norm(params) -> Array:
 
 def objective(params, X, targets, loss: str, weight_decay: float,
               activation: Callable = jax.nn.relu) -> Array:
-    """mean_i ℓ(f(x_i), y_i) + (wd/2) Σ‖θ‖²: the objective :func:`train` minimises."""
-    out = mlp_apply(params, X, activation)
+    """mean_i ℓ(f(x_i), y_i) + (wd/2) Σ‖θ‖²: the objective :func:`train` minimises.
+
+    Raises:
+        ValueError: as :func:`train` for an unknown ``loss``, a ``weight_decay`` that is not a
+            finite number >= 0, targets of the wrong shape, labels outside [0, d_out), non-finite
+            inputs or targets.
+    """
+    X, targets = _check_data(params, X, targets, loss, weight_decay)
+    out = _forward(params, X, activation)[1]
     return jnp.mean(_sample_loss(loss, out, targets)) + 0.5 * weight_decay * squared_norm(params)
 
 
@@ -157,17 +199,7 @@ def train(params, X: ArrayLike, targets: ArrayLike, loss: str, optimizer: optax.
     check_scalar("weight_decay", weight_decay, low=0.0, high=None, allowed="a real number >= 0")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}")
-    X = _check_inputs(params, X)
-    targets = jnp.asarray(targets)
-    if targets.shape[0] != X.shape[0]:
-        raise ValueError(f"X and targets need the same number of rows, got {X.shape} and {targets.shape}")
-    if loss == "cross_entropy" and (targets.ndim != 1 or not jnp.issubdtype(targets.dtype, jnp.integer)):
-        raise ValueError(f"cross_entropy targets must be integer labels [N], got {targets.dtype} {targets.shape}")
-    if loss == "mse" and targets.shape != (X.shape[0], params[-1]["W"].shape[0]):
-        raise ValueError(f"mse targets must be [N, d_out] = {(X.shape[0], params[-1]['W'].shape[0])}, "
-                         f"got {targets.shape}")
-    if loss == "mse":
-        targets = targets.astype(X.dtype)
+    X, targets = _check_data(params, X, targets, loss, weight_decay)
     wd = jnp.asarray(weight_decay, X.dtype)
     tx = optax.chain(optax.add_decayed_weights(wd), optimizer)
     data_loss = lambda p: jnp.mean(_sample_loss(loss, mlp_apply(p, X, activation), targets))
