@@ -136,7 +136,30 @@ def test_toy_check_nc1_decreases_over_five_layers():
     (lambda X: rfm.deep_rfm(X, [0, 1] * 11 + [1], 2, key=0), "key"),
     (lambda X: rfm.deep_rfm(X, [0, 1] * 11 + [1], 2, num_layers=0, key=jax.random.key(0)),
      "num_layers"),
+    # repeated rows with ridge = 0: a singular system, silently NaN coefficients before
+    (lambda X: rfm.kernel_ridge(np.vstack([X, X]), np.ones((46, 1)), 1.0, ridge=0.0), "singular"),
+    (lambda X: rfm.deep_rfm(np.vstack([X, X]), [0, 1] * 23, 2, num_layers=1, width=3, ridge=0.0,
+                            key=jax.random.key(0)), "singular"),
 ])
 def test_bad_input(data, call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(data[0])
+
+
+def test_far_from_the_origin_is_translation_invariant():
+    # The Laplace kernel, its Jacobian and the AGOP depend only on differences x − z; with an
+    # offset of 1e6 the expansion ‖x‖² + ‖z‖² − 2x·z made the kernel wrong by 1e-4, the AGOP by
+    # 1e-3. Points on a grid of 2^-20 stay exact when offset by 1e6 (< 2^20), so the reference
+    # (explicit differences of the unshifted points, NumPy) is exact too.
+    rng = np.random.default_rng(5)
+    X = np.round(rng.normal(size=(7, 3)) * 2.0 ** 20) / 2.0 ** 20
+    alpha = rng.normal(size=(X.shape[0], 2))
+    bw = 1.5
+    dist = np.linalg.norm(X[:, None] - X[None], axis=2)
+    J = _dense_laplace_jacobians(X, X, alpha, bw)
+    G = np.einsum("pkd,pke->de", J, J) / X.shape[0]
+    Xo = X + 1e6
+    np.testing.assert_allclose(np.asarray(rfm.laplace_kernel(Xo, Xo, bw)), np.exp(-dist / bw), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(rfm.laplace_jacobian(Xo, Xo, alpha, bw)), J, atol=1e-11)
+    np.testing.assert_allclose(np.asarray(rfm.laplace_agop(Xo, alpha, bw, block_size=3)), G,
+                               atol=1e-11 * np.abs(G).max())
