@@ -54,10 +54,14 @@ def _ravel(tree):
 
 def _check_point(problem, params, name: str = "params") -> None:
     """``ValueError`` naming ``name`` unless it has the structure, shapes and float dtype of
-    ``problem.init`` (params of another problem failed deep inside with a broadcasting error)."""
+    ``problem.init`` (params of another problem failed deep inside with a broadcasting error).
+    A bare object with ``value`` and ``manifold`` (all the Hessian tools need) has no ``init`` to
+    check against, and is taken as it is."""
+    from ufm.protocols import Problem
     from ufm.solvers._driver import check_params
 
-    check_params(problem, params, name)
+    if isinstance(problem, Problem):
+        check_params(problem, params, name)
 
 
 def hvp(problem, params: PyTree, v: PyTree) -> PyTree:
