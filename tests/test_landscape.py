@@ -96,3 +96,24 @@ def test_params_of_another_problem_are_refused_by_name():
     good = p.init(jax.random.key(0))
     with pytest.raises(ValueError, match="^v must have the structure"):
         landscape.hvp(p, good, np.ones(3))
+
+
+def test_every_entry_point_refuses_other_and_nonfinite_params():
+    """symmetry_directions, symmetry_dimension and smallest_eigenpair took params of another
+    problem silently (a basis / a count for the wrong point); a NaN point raised LinAlgError from
+    an SVD (classify) or came back as an empty, unconverged Eigenpairs (extreme_eigenpairs).
+    compare still reports a non-finite point instead of raising."""
+    p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    other = ufm.UFM(3, 2, 4, ufm.losses.CrossEntropy(), 1e-2, 1e-2).init(jax.random.key(0))
+    for call in (landscape.symmetry_directions, landscape.symmetry_dimension,
+                 landscape.smallest_eigenpair):
+        with pytest.raises(ValueError, match=r"params\.W must have shape \(3, 3\)"):
+            call(p, other)
+    x = p.init(jax.random.key(0))
+    bad = x._replace(W=x.W.at[0, 0].set(jnp.nan))
+    for call in (landscape.classify_critical_point, landscape.extreme_eigenpairs,
+                 landscape.symmetry_directions):
+        with pytest.raises(ValueError, match=r"params\.W must be finite"):
+            call(p, bad)
+    assert not ufm.compare(p, bad, ufm.theory.predict(p)).ok
+

@@ -314,7 +314,8 @@ def compare(problem, solution, prediction, *, tolerances: dict | None = None,
         True
     """
     params = getattr(solution, "params", solution)
-    landscape._check_point(problem, params)  # params of another problem: a ValueError, not a report
+    # params of another problem: a ValueError, not a report (a non-finite point is reported below)
+    landscape._check_point(problem, params, finite=False)
     rows: list[Row] = []
     notes = list(prediction.notes)
     status = _status_row(solution, gtol)

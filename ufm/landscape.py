@@ -52,16 +52,23 @@ def _ravel(tree):
     return jax.flatten_util.ravel_pytree(tree)[0]
 
 
-def _check_point(problem, params, name: str = "params") -> None:
+def _check_point(problem, params, name: str = "params", finite: bool = True) -> None:
     """``ValueError`` naming ``name`` unless it has the structure, shapes and float dtype of
-    ``problem.init`` (params of another problem failed deep inside with a broadcasting error).
-    A bare object with ``value`` and ``manifold`` (all the Hessian tools need) has no ``init`` to
-    check against, and is taken as it is."""
+    ``problem.init`` (params of another problem failed deep inside with a broadcasting error)
+    and, with ``finite``, finite entries (a NaN point failed in an SVD with LinAlgError, or came
+    back from Lanczos as an empty, unconverged result). A bare object with ``value`` and
+    ``manifold`` (all the Hessian tools need) has no ``init`` to check the layout against."""
     from ufm.protocols import Problem
     from ufm.solvers._driver import check_params
 
     if isinstance(problem, Problem):
         check_params(problem, params, name)
+    if not finite:
+        return
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if not isinstance(leaf, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)} must be finite (a Hessian at a "
+                             f"NaN or inf point has no meaning), got non-finite entries")
 
 
 def hvp(problem, params: PyTree, v: PyTree) -> PyTree:
@@ -127,6 +134,7 @@ def hessian_eigenvalues(problem, params: PyTree, tangent_only: bool = True) -> n
 
 def smallest_eigenpair(problem, params: PyTree) -> tuple[float, PyTree]:
     """Smallest eigenvalue of the dense tangent Hessian and its unit tangent eigenvector (pytree)."""
+    _check_point(problem, params)
     _check_dense(params)
     _, unravel = jax.flatten_util.ravel_pytree(params)
     _, Hm, P = (np.asarray(a) for a in _dense_parts(problem, params))
@@ -229,16 +237,19 @@ def _two_factor_directions(problem, params, flat_bias: bool) -> np.ndarray:
 @symmetry_directions.register(MultiLabelUFM)
 @symmetry_directions.register(SphericalUFM)
 def _two_factor_symmetry(problem, params):
+    _check_point(problem, params)
     return _two_factor_directions(problem, params, _flat_bias_free(problem))
 
 
 @symmetry_directions.register(RegressionUFM)
 def _regression_symmetry(problem, params):
+    _check_point(problem, params)
     return _two_factor_directions(problem, params, False)  # MSE: the bias is not flat
 
 
 @symmetry_directions.register(DeepUFM)
 def _deep_symmetry(problem, params):
+    _check_point(problem, params)
     H = np.asarray(params.H, np.float64)
     Ws = [np.asarray(W, np.float64) for W in params.Ws]
     zero_b = None if params.b is None else np.zeros(np.shape(params.b))
@@ -635,6 +646,7 @@ def symmetry_dimension(problem, params: PyTree) -> int:
         >>> symmetry_dimension(p, p.init(jax.random.key(0)))  # 4·3/2 rotations + mean(b)
         7
     """
+    _check_point(problem, params)
     return int(_symmetry_dimension_jit(problem, params, _bias_is_flat(problem, params)))
 
 
