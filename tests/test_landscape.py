@@ -117,3 +117,21 @@ def test_every_entry_point_refuses_other_and_nonfinite_params():
             call(p, bad)
     assert not ufm.compare(p, bad, ufm.theory.predict(p)).ok
 
+
+def test_origin_is_critical_with_imbalanced_classes():
+    """With imbalanced classes origin() put b = 1/(K(1+λ_b)) (MSE) or 0 (CE): not critical
+    (gradient 0.24). The MSE bias at W = H = 0 minimises (1/2N)Σ‖b − y_i‖² + (λ_b/2)‖b‖²:
+    b_k = (n_k/N)/(1+λ_b); a softmax bias has no closed form there and is refused."""
+    counts = (1, 2, 3)
+    for problem in (ufm.UFM(3, counts, 3, ufm.losses.MSE(), 0.05, 0.03, lambda_b=0.1),
+                    ufm.DeepUFM(3, counts, (3, 3), ufm.losses.MSE(), 0.05, 0.03, lambda_b=0.1)):
+        x = landscape.origin(problem)
+        np.testing.assert_allclose(x.b, np.array(counts) / 6 / 1.1, rtol=1e-15)
+        grad = jax.flatten_util.ravel_pytree(jax.jit(jax.grad(problem.value))(x))[0]
+        assert float(jnp.max(jnp.abs(grad))) < 1e-15
+    for problem in (ufm.UFM(3, counts, 3, ufm.losses.CrossEntropy(), 0.05, 0.03),
+                    ufm.DeepUFM(3, counts, (3, 3), ufm.losses.CrossEntropy(), 0.05, 0.03)):
+        with pytest.raises(ValueError, match="needs balanced classes"):
+            landscape.origin(problem)
+    assert landscape.origin(ufm.UFM(3, counts, 3, ufm.losses.CrossEntropy(), 0.05, 0.03,
+                                    bias=False)).b is None

@@ -221,6 +221,7 @@ def symmetry_directions(problem, params: PyTree) -> np.ndarray:
     raise NotImplementedError(f"no symmetry is registered for {type(problem).__name__}")
 
 
+
 def _two_factor_directions(problem, params, flat_bias: bool) -> np.ndarray:
     W, H = np.asarray(params.W, np.float64), np.asarray(params.H, np.float64)
     zeros_b = None if params.b is None else np.zeros(np.shape(params.b))
@@ -1035,13 +1036,27 @@ def _require_balanced(problem, what):
                          f"num_per_class={problem.num_per_class!r}")
 
 
-def _mse_bias_origin(problem) -> float:
-    return 1.0 / (problem.num_classes * (1.0 + float(problem.lambda_b)))
+def _mse_bias_origin(problem):
+    """The MSE bias at W = H = 0: b_k = π_k/(1 + λ_b), π_k = n_k/N the class frequency
+    (1/(K(1+λ_b)) balanced), the minimiser of (1/2N)Σ_i‖b − y_i‖² + (λ_b/2)‖b‖²."""
+    freq = np.asarray(problem.counts, np.float64) / problem.num_samples
+    return freq / (1.0 + float(problem.lambda_b))
+
+
+def _check_origin_bias(problem):
+    """At W = H = 0 a softmax loss's bias must solve softmax(b) − π + λ_b b = 0: b = 0 only for
+    balanced classes (π uniform); imbalanced it has no closed form here, and b = 0 is not critical."""
+    if problem.bias and not isinstance(problem.loss, MSE) and not problem.balanced:
+        raise ValueError(f"origin with a bias under {type(problem.loss).__name__} needs balanced "
+                         f"classes (the critical bias at W = H = 0 solves softmax(b) − π + λ_b b = 0, "
+                         f"b = 0 only for uniform π), got num_per_class={problem.num_per_class!r}")
 
 
 def origin(problem) -> PyTree:
     """The origin of a two-factor or deep model, the critical point W = H = 0 (b = b₀1 with
-    b₀ = 1/(K(1+λ_b)) for MSE with a bias, b = mean(Y) for regression, else b = 0).
+    b₀ = 1/(K(1+λ_b)) for MSE with a bias, b_k = (n_k/N)/(1+λ_b) with imbalanced classes,
+    b = mean(Y) for regression, else b = 0; a bias under a softmax loss with imbalanced classes is
+    refused: its critical value has no closed form here).
 
     Below the threshold of a two-factor model (Kτ < g₀) it is a strict saddle with smallest
     eigenvalue :func:`origin_smallest_eigenvalue`; for deep models (L ≥ 2) a strict local minimum.
@@ -1053,9 +1068,10 @@ def origin(problem) -> PyTree:
         [0.16666666666666666, 0.16666666666666666, 0.16666666666666666]
     """
     if isinstance(problem, DeepUFM):
+        _check_origin_bias(problem)
         x = problem.zeros()
         if x.b is not None and isinstance(problem.loss, MSE):
-            x = x._replace(b=jnp.full_like(x.b, _mse_bias_origin(problem)))
+            x = x._replace(b=jnp.asarray(_mse_bias_origin(problem), x.b.dtype))
         return x
     if isinstance(problem, RegressionUFM):
         Y = jnp.asarray(problem.targets)
@@ -1063,10 +1079,11 @@ def origin(problem) -> PyTree:
                               jnp.zeros((problem.num_samples, problem.dim)), jnp.mean(Y, axis=0))
     if isinstance(problem, UFM):
         K, N, d = problem.num_classes, problem.num_samples, problem.dim
+        _check_origin_bias(problem)
         b = None
         if problem.bias:
-            b0 = _mse_bias_origin(problem) if isinstance(problem.loss, MSE) else 0.0
-            b = jnp.full((K,), b0)
+            b = jnp.asarray(_mse_bias_origin(problem) if isinstance(problem.loss, MSE) else np.zeros(K),
+                            jnp.result_type(float))
         return problem.params(jnp.zeros((K, d)), jnp.zeros((N, d)), b)
     raise ValueError(f"origin is defined for UFM, DeepUFM and RegressionUFM, got {type(problem).__name__}")
 
@@ -1283,7 +1300,7 @@ def known_critical_points(problem) -> dict:
     its hyperparameters (none when a closed form does not apply)."""
     out = {}
     with contextlib.suppress(ValueError):
-        if isinstance(problem, UFM) and problem.balanced:
+        if isinstance(problem, (UFM, DeepUFM)):
             out["origin"] = origin(problem)
     if isinstance(problem, UFM) and problem.balanced:
         for G in range(2, problem.num_classes):
@@ -1293,7 +1310,6 @@ def known_critical_points(problem) -> dict:
         with contextlib.suppress(ValueError):
             out["antipodal"] = spherical_antipodal(problem)
     if isinstance(problem, DeepUFM):
-        out["origin"] = origin(problem)
         R = problem.num_classes - (1 if problem.bias else 0)
         for r in range(1, R + 1):
             for branch in ("min", "max"):
