@@ -246,3 +246,19 @@ def test_cli_landscape(tmp_path, capsys):
         assert cli.main(["landscape", *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and fragment in err
+
+
+def test_lanczos_survives_an_invariant_krylov_space():
+    """At the origin of a bias-free deep ReLU model with equal decays the Hessian is exactly
+    λ·I (every factor zero: only the penalties curve), so the Krylov space of any start is
+    1-dimensional. matfree's Lanczos divided by β = 0 there: extreme_eigenpairs returned no
+    eigenvalues (scale NaN), classify_critical_point crashed on an empty max (ufm landscape
+    --model deep --activation relu --method matrix-free: exit 2), spectral_density gave NaN nodes,
+    and with β at rounding level (the linear model) the scale came out 100× too large."""
+    lam = 0.01
+    p = ufm.DeepUFM(3, 1, (2, 2), ufm.losses.MSE(), lam, lam, bias=False, activation="relu")
+    x = landscape.origin(p)
+    e = landscape.extreme_eigenpairs(p, x, k=2, num_matvecs=6)
+    assert e.converged
+    np.testing.assert_allclose(e.eigenvalues, [lam, lam], rtol=1e-12)
+    np.testing.assert_allclose(e.scale, lam, rtol=1e-12)

@@ -674,6 +674,47 @@ def _complement_ops(problem, params, locked, bias_flat):
     return proj, hess, egrad
 
 
+def _lanczos(op, start, num_matvecs, restart):
+    """Lanczos with full reorthogonalisation, breakdown-safe: (tridiagonal J [m, m], basis Q [m, P]).
+
+    matfree's ``tridiag_sym`` divides by β = 0 when the Krylov space of ``start`` is invariant
+    (an operator with fewer distinct eigenvalues than steps, e.g. c·I at a deep ReLU origin): NaN
+    Ritz values, or garbage ones (a scale 600× too large) when β is rounding noise. Here a β below
+    rounding (relative to ‖A q‖) ends the block: β = 0 in J and the next vector is ``restart(i)``
+    orthogonalised against Q, so J stays exactly Qᵀ A Q (its new block is decoupled, with zero
+    weight on e₁ for quadrature)."""
+    P = start.shape[0]
+    dtype = start.dtype
+    tiny = 1e3 * jnp.finfo(dtype).eps
+
+    def orth(w, Q):
+        w = w - Q.T @ (Q @ w)
+        return w - Q.T @ (Q @ w)
+
+    def body(i, carry):
+        Q, alpha, beta, q = carry
+        Q = Q.at[i].set(q)
+        w = op(q)
+        a = jnp.dot(q, w)
+        scale_w = jnp.linalg.norm(w)
+        w = orth(w, Q)
+        b = jnp.linalg.norm(w)
+        broken = b <= tiny * jnp.maximum(scale_w, jnp.abs(a))
+        r = orth(restart(i), Q)
+        r = orth(r, Q)
+        nxt = jnp.where(broken, r / jnp.maximum(jnp.linalg.norm(r), jnp.finfo(dtype).tiny),
+                        w / jnp.where(broken, 1.0, b))
+        return Q, alpha.at[i].set(a), beta.at[i].set(jnp.where(broken, 0.0, b)), nxt
+
+    q0 = start / jnp.linalg.norm(start)
+    init = (jnp.zeros((num_matvecs, P), dtype), jnp.zeros(num_matvecs, dtype),
+            jnp.zeros(num_matvecs, dtype), q0)
+    Q, alpha, beta, _ = jax.lax.fori_loop(0, num_matvecs, body, init)
+    off = beta[:-1]
+    J = jnp.diag(alpha) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    return J, Q
+
+
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "num_keep", "symmetry", "bias_flat"))
 def _lanczos_cycle(problem, params, v0, locked, sign, shift, num_matvecs, num_keep, symmetry,
                    bias_flat):
@@ -682,8 +723,6 @@ def _lanczos_cycle(problem, params, v0, locked, sign, shift, num_matvecs, num_ke
     minus symmetry orbit minus ``locked``): the removed directions sit at ``shift``, away from the
     end being sought. Returns every Ritz value (ascending), the ``num_keep`` lowest Ritz vectors
     [num_keep, P] and their explicit residual norms ‖A y − θ y‖ (one more product each)."""
-    import matfree.decomp
-
     proj, hess, _ = _complement_ops(problem, params, locked, bias_flat)
 
     def op(v):
@@ -691,9 +730,12 @@ def _lanczos_cycle(problem, params, v0, locked, sign, shift, num_matvecs, num_ke
         return sign * proj(hess(pv), symmetry) + shift * (v - pv)
 
     start = proj(v0, symmetry)
-    res = matfree.decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)(op, start)
-    theta, S = jnp.linalg.eigh(res.J_small)
-    Y = S[:, :num_keep].T @ res.Q_tall  # only the wanted Ritz vectors: num_keep × P, not m × P
+    key = jax.random.key(0)
+    J, Q = _lanczos(op, start, num_matvecs,
+                    lambda i: proj(jax.random.normal(jax.random.fold_in(key, i), start.shape,
+                                                     start.dtype), symmetry))
+    theta, S = jnp.linalg.eigh(J)
+    Y = S[:, :num_keep].T @ Q  # only the wanted Ritz vectors: num_keep × P, not m × P
     Y = Y / jnp.linalg.norm(Y, axis=1, keepdims=True)
     R = jax.lax.map(op, Y) - theta[:num_keep, None] * Y  # one product at a time (memory)
     return theta, Y, jnp.linalg.norm(R, axis=1)
@@ -1369,16 +1411,16 @@ class SpectralDensity:
 
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "symmetry", "bias_flat"))
 def _slq(problem, params, probes, num_matvecs, symmetry, bias_flat):
-    import matfree.decomp
-
     locked = jnp.zeros((1, probes.shape[1]), probes.dtype)
     proj, hess, _ = _complement_ops(problem, params, locked, bias_flat)
-    tridiag = matfree.decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)
+    key = jax.random.key(1)
 
     def one(z):
         v = proj(z, symmetry)
-        res = tridiag(lambda u: proj(hess(proj(u, symmetry)), symmetry), v)
-        theta, S = jnp.linalg.eigh(res.J_small)
+        J, _ = _lanczos(lambda u: proj(hess(proj(u, symmetry)), symmetry), v, num_matvecs,
+                        lambda i: proj(jax.random.normal(jax.random.fold_in(key, i), v.shape,
+                                                         v.dtype), symmetry))
+        theta, S = jnp.linalg.eigh(J)
         return theta, S[0, :] ** 2
 
     return jax.lax.map(one, probes)
