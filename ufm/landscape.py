@@ -718,7 +718,7 @@ def _lanczos(op, start, num_matvecs, restart):
 @functools.partial(jax.jit, static_argnames=("num_matvecs", "num_keep", "symmetry", "bias_flat"))
 def _lanczos_cycle(problem, params, v0, locked, sign, shift, num_matvecs, num_keep, symmetry,
                    bias_flat):
-    """One Lanczos run (matfree, full reorthogonalisation) on
+    """One Lanczos run (:func:`_lanczos`, full reorthogonalisation) on
     A = sign·(Pc Hess Pc) + shift·(I − Pc), Pc the projector onto the complement (tangent space
     minus symmetry orbit minus ``locked``): the removed directions sit at ``shift``, away from the
     end being sought. Returns every Ritz value (ascending), the ``num_keep`` lowest Ritz vectors
@@ -780,7 +780,7 @@ def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "sma
                        symmetry: bool = True, rtol: float = 1e-10, num_matvecs: int | None = None,
                        max_cycles: int = 60, seed: int = 0, scale: float | None = None) -> Eigenpairs:
     """The k smallest (or largest) eigenvalues of the tangent Hessian with eigenvectors,
-    matrix-free: restarted Lanczos (:func:`matfree.decomp.tridiag_sym`, full reorthogonalisation)
+    matrix-free: restarted Lanczos (:func:`_lanczos`, full reorthogonalisation, breakdown-safe)
     with locking of converged pairs, so repeated eigenvalues are found with their multiplicity.
 
     With ``symmetry`` the symmetry orbit is projected out implicitly (a d×d solve per product,
@@ -1428,7 +1428,7 @@ def _slq(problem, params, probes, num_matvecs, symmetry, bias_flat):
 
 def spectral_density(problem, params: PyTree, *, num_probes: int = 8, num_matvecs: int = 60,
                      symmetry: bool = False, seed: int = 0) -> SpectralDensity:
-    """Spectral density of the tangent Hessian by stochastic Lanczos quadrature (matfree's
+    """Spectral density of the tangent Hessian by stochastic Lanczos quadrature (breakdown-safe
     Lanczos on Rademacher probes projected onto the tangent space).
 
     With ``symmetry=False`` the orbit's zero eigenvalues stay in (a spike at 0 of mass
