@@ -262,3 +262,27 @@ def test_lanczos_survives_an_invariant_krylov_space():
     assert e.converged
     np.testing.assert_allclose(e.eigenvalues, [lam, lam], rtol=1e-12)
     np.testing.assert_allclose(e.scale, lam, rtol=1e-12)
+
+
+
+def test_cli_default_k_on_a_small_model(monkeypatch):
+    """ufm landscape --method matrix-free on a small model (K = 2, n = 1, d = 1) refused its own
+    default --k 6 after solving (exit 2): the tangent space minus the orbit has
+    Kd + Nd + K − 1 (the flat mean(b); O(1) has no rotations) = 5 dimensions. The CLI now asks
+    for at most that many eigenvalues at each point."""
+    from ufm import landscape_cli
+
+    p = ufm.UFM(2, 1, 1, ufm.losses.CrossEntropy(), 1e-2, 1e-2)
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def classify(problem, params, method, k):
+        asked.append(k)
+        raise Stop
+
+    monkeypatch.setattr(landscape, "classify_critical_point", classify)
+    with pytest.raises(Stop):
+        landscape_cli._row("solution", p, p.init(jax.random.key(0)), "matrix-free", 6)
+    assert asked == [2 * 1 + 2 * 1 + 2 - 1]

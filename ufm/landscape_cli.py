@@ -88,6 +88,11 @@ def _solve(problem, seed, max_steps):
 def _row(name, problem, params, method, k, predicted=None):
     from ufm import landscape
 
+    if method == "matrix-free":
+        # --k counts eigenvalues on the tangent space minus the orbit, whose dimension differs
+        # between points (a small model's default k = 6 can exceed it): all of them at most.
+        dim_c = int(problem.manifold.dim(params)) - landscape.symmetry_dimension(problem, params)
+        k = max(1, min(k, dim_c))
     c = landscape.classify_critical_point(problem, params, method=method, k=k)
     row = dict(point=name, value=float(problem.value(params)), predicted_value=predicted,
                **c.summary())
