@@ -135,3 +135,16 @@ def test_origin_is_critical_with_imbalanced_classes():
             landscape.origin(problem)
     assert landscape.origin(ufm.UFM(3, counts, 3, ufm.losses.CrossEntropy(), 0.05, 0.03,
                                     bias=False)).b is None
+
+
+def test_escape_step_and_certify_refuse_meaningless_settings():
+    """escape_step took steps=() or NaN and then said 'no step lowers the objective' (a false
+    statement about the landscape), and negative steps silently; certify(num_low=-1) sliced off
+    the last low direction (above[:-1]) instead of refusing."""
+    p = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 0.05, 0.05)
+    x = landscape.origin(p)
+    for steps in [(), (float("nan"),), (-1.0,), (0.0,), "abc", None]:
+        with pytest.raises(ValueError, match="steps must be"):
+            landscape.escape_step(p, x, steps=steps)
+    with pytest.raises(ValueError, match="num_low must be an integer >= 0"):
+        landscape.certify(p, x, num_low=-1)

@@ -378,6 +378,7 @@ def certify(problem, params: PyTree, *, method: str | None = None, num_low: int 
         ('local minimum (strict, modulo symmetry)', 4, True)
     """
     _check_point(problem, params)
+    num_low = check_int("num_low", num_low, low=0)
     size = int(sum(np.size(x) for x in jax.tree.leaves(params)))
     method = method or ("dense" if size <= DENSE_MAX else "matrix-free")
     if method not in ("dense", "matrix-free"):
@@ -1047,6 +1048,13 @@ def escape_step(problem, params: PyTree, *, method: str | None = None,
         ValueError: if the point has no negative curvature, or no step lowers the objective.
     """
     _check_point(problem, params)
+    try:
+        steps = tuple(float(t) for t in steps)
+    except (TypeError, ValueError):
+        raise ValueError(f"steps must be a sequence of numbers > 0, got {steps!r}") from None
+    if not steps or not all(math.isfinite(t) and t > 0 for t in steps):
+        raise ValueError(f"steps must be a non-empty sequence of finite numbers > 0 (both signs "
+                         f"are tried), got {steps!r}")
     lam, v = escape_direction(problem, params, method=method)
     if not lam < 0:
         raise ValueError(f"no negative curvature at this point (smallest eigenvalue {lam:.3g}): "
