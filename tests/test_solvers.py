@@ -118,6 +118,11 @@ def test_sweep_rejects_unknown_hyperparameter(mse_problem):
     with pytest.raises(ValueError, match="lambda_Q"):
         ufm.sweep.vmap_solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)),
                              {"lambda_Q": jnp.array([1.0])})
+    # a list of pairs (or any non-mapping) raised TypeError 'list indices must be integers'
+    for over in ([("lambda_W", [0.1])], "lambda_W", None):
+        with pytest.raises(ValueError, match="over must be a mapping"):
+            ufm.sweep.vmap_solve(mse_problem, ufm.solvers.LBFGS(), mse_problem.init(jax.random.key(0)),
+                                 over)
 
 
 def test_progress_is_reported_from_inside_the_loop(mse_problem, capfd):

@@ -101,6 +101,9 @@ def vmap_solve(problem, solver, params, over: Mapping[str, jax.Array], *,
         A :class:`ufm.Solution` whose fields have a leading axis of size B.
     """
     check_contracts(problem, solver)
+    if not isinstance(over, Mapping):
+        raise ValueError(f"over must be a mapping of hyperparameter names to 1-D value arrays "
+                         f"(e.g. {{'lambda_W': [1e-3, 1e-2]}}), got {type(over).__name__}")
     if not over:
         raise ValueError("over must name at least one hyperparameter")
     names = tuple(sorted(over))
