@@ -286,3 +286,21 @@ def test_cli_default_k_on_a_small_model(monkeypatch):
     with pytest.raises(Stop):
         landscape_cli._row("solution", p, p.init(jax.random.key(0)), "matrix-free", 6)
     assert asked == [2 * 1 + 2 * 1 + 2 - 1]
+
+
+
+def test_matrix_free_counts_are_lower_bounds_when_incomplete(monkeypatch):
+    """At a group-ETF saddle (K = 4, G = 2, d = 3: 6 negative, 3 symmetry zeros, 21 positive of
+    30) matrix-free classification with k = 2 computes two negative eigenvalues; it reported
+    num_positive = dim − neg − zero = 25, more than the 21 there are, while the docs call the
+    counts lower bounds when incomplete. The Lanczos result is stubbed (the real one compiles
+    for seconds; test_matrix_free_matches_dense covers it): two converged negative pairs."""
+    p = ufm.UFM(2, 1, 1, ufm.losses.CrossEntropy(), 1e-2, 1e-2)  # small: the counting is the point
+    x = landscape.origin(p)
+    pairs = landscape.Eigenpairs(np.array([-0.17, -0.12]), np.zeros((2, 6)), np.array([1e-14, 1e-14]),
+                                 1.0, 1e-10, True, 1, 10)
+    monkeypatch.setattr(landscape, "extreme_eigenpairs", lambda *a, **k: pairs)
+    monkeypatch.setattr(landscape, "_grad_norm", lambda *a: 0.0)  # the origin is critical
+    c = landscape.classify_critical_point(p, x, method="matrix-free", k=2)
+    assert c.verdict == "strict saddle" and not c.complete
+    assert (c.num_negative, c.num_zero, c.num_positive) == (2, 1, 0)  # what is known: lower bounds

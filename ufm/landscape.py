@@ -902,7 +902,8 @@ class Classification:
         num_negative, num_zero, num_positive: eigenvalue counts of the tangent Hessian (|λ| ≤ tol
             is zero). Dense: all of them. Matrix-free: the zeros are the symmetry dimension plus
             the unexplained zeros among the computed eigenvalues, and ``complete`` says whether
-            the counts are exact (the largest computed eigenvalue is above tol) or lower bounds.
+            the counts are exact (the largest computed eigenvalue is above tol) or lower bounds
+            (then num_negative + num_zero + num_positive is less than the tangent dimension).
         num_symmetry: dimension of the symmetry orbit (expected zeros).
         num_unexplained_zeros: zeros of the Hessian restricted to the complement of the orbit.
         tol: absolute zero threshold used.
@@ -1016,7 +1017,11 @@ def classify_critical_point(problem, params: PyTree, *, method: str | None = Non
     complete = bool(e.converged and lam[-1] > thr)
     dim = int(problem.manifold.dim(params))
     zero = e.num_symmetry + unexplained
-    return Classification(verdict, neg, zero, dim - neg - zero, e.num_symmetry, unexplained,
+    # Complete: every eigenvalue not computed lies above the largest computed one, > tol. Else the
+    # rest is unknown, and dim − neg − zero would overcount the positives (85 for 71 at a group
+    # ETF saddle): the computed positives are the lower bound, as for the other two counts.
+    pos = dim - neg - zero if complete else int(np.sum(lam > thr))
+    return Classification(verdict, neg, zero, pos, e.num_symmetry, unexplained,
                           float(thr), float(lam[0]), lam, grad_norm, "matrix-free", complete,
                           e.num_hvps)
 
