@@ -701,10 +701,12 @@ def _lanczos(op, start, num_matvecs, restart):
         w = orth(w, Q)
         b = jnp.linalg.norm(w)
         broken = b <= tiny * jnp.maximum(scale_w, jnp.abs(a))
-        r = orth(restart(i), Q)
-        r = orth(r, Q)
-        nxt = jnp.where(broken, r / jnp.maximum(jnp.linalg.norm(r), jnp.finfo(dtype).tiny),
-                        w / jnp.where(broken, 1.0, b))
+
+        def fresh(_):  # only on a breakdown: the restart costs two more passes over Q
+            r = orth(orth(restart(i), Q), Q)
+            return r / jnp.maximum(jnp.linalg.norm(r), jnp.finfo(dtype).tiny)
+
+        nxt = jax.lax.cond(broken, fresh, lambda _: w / jnp.where(broken, 1.0, b), None)
         return Q, alpha.at[i].set(a), beta.at[i].set(jnp.where(broken, 0.0, b)), nxt
 
     q0 = start / jnp.linalg.norm(start)
