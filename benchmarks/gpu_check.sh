@@ -8,10 +8,9 @@
 # 2. every model solved in float32 on the GPU against its closed form at float32 tolerances;
 # 3. the benchmark (steps, certified, solvers, a 64-point sweep) with torch on the same GPU;
 # and writes every result under OUT_DIR.
-# The lent GPU machines' image has jax (CUDA), optax, torch, matplotlib and pytest-xdist under
-# `python3` (there may be no `python`); ufm's other dependency, matfree, is imported only by the
-# matrix-free landscape tools (and ufm.compare above landscape.DENSE_MAX parameters), which this
-# check does not reach; carry its wheel otherwise. PYTHON=... picks another interpreter.
+# The lent GPU machines' image has jax (CUDA), optax, torch, matplotlib and pytest-xdist (ufm's
+# dependencies and the check's) under `python3`; there may be no `python`. PYTHON=... picks another
+# interpreter.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-benchmarks/results}"

@@ -1458,8 +1458,6 @@ def spectral_density(problem, params: PyTree, *, num_probes: int = 8, num_matvec
         (39, 1.0)
     """
     _check_point(problem, params)
-    import matfree.stochtrace
-
     num_probes = check_int("num_probes", num_probes, low=1)
     num_matvecs = check_int("num_matvecs", num_matvecs, low=2)
     if not isinstance(symmetry, (bool, np.bool_)):
@@ -1469,7 +1467,6 @@ def spectral_density(problem, params: PyTree, *, num_probes: int = 8, num_matvec
     num_sym = int(_symmetry_dimension_jit(problem, params, bias_flat)) if symmetry else 0
     dim = _complement_dim(problem, params, num_sym)
     m = int(min(num_matvecs, dim))
-    sampler = matfree.stochtrace.sampler_signs(flat, num=num_probes)
-    probes = sampler(jax.random.key(seed))
+    probes = jax.random.rademacher(jax.random.key(seed), (num_probes, flat.size), flat.dtype)
     nodes, weights = _slq(problem, params, probes, m, bool(symmetry), bias_flat)
     return SpectralDensity(np.asarray(nodes), np.asarray(weights), dim, num_probes * m)
