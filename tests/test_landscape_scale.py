@@ -304,3 +304,19 @@ def test_matrix_free_counts_are_lower_bounds_when_incomplete(monkeypatch):
     c = landscape.classify_critical_point(p, x, method="matrix-free", k=2)
     assert c.verdict == "strict saddle" and not c.complete
     assert (c.num_negative, c.num_zero, c.num_positive) == (2, 1, 0)  # what is known: lower bounds
+
+
+def test_float32_extreme_eigenpairs_converge_by_default_to_the_closed_form():
+    """The default residual tolerance follows the params' precision: in float32 the old 1e-10 ×
+    scale could never be met (converged was always False); max(1e-10, 1e3·eps) can, and the
+    eigenvalue then lies within its residual of the closed form."""
+    from ufm.solvers._driver import canonical_leaves
+
+    p64 = ufm.UFM(3, 2, 3, ufm.losses.CrossEntropy(), 0.1, 0.1)
+    origin32 = jax.tree.map(lambda a: a.astype(jnp.float32), landscape.origin(p64))
+    p = canonical_leaves(p64, origin32)  # the problem as a float32 session holds it
+    e = landscape.extreme_eigenpairs(p, origin32, k=1)
+    assert e.converged
+    exact = 0.1 - 1 / (3 * np.sqrt(2))  # λ − 1/(K√n) at λ_W = λ_H = λ (docs/theory/ce-family.md)
+    assert abs(float(e.eigenvalues[0]) - exact) <= e.residuals[0] + 1e-6
+    assert not landscape.extreme_eigenpairs(p, origin32, k=1, rtol=1e-10).converged

@@ -532,7 +532,10 @@ def _bias_is_flat(problem, params) -> bool:
 def _symmetry_rtol(problem, params) -> float:
     P = int(sum(np.size(x) for x in jax.tree.leaves(params)))
     s = sum(d * (d - 1) // 2 for _, _, d in _rotation_groups(problem, params))
-    return 1e3 * np.finfo(np.float64).eps * max(P, s + 1)
+    # the params' own precision (float32 resolves a zero singular value only to ~eps32·s_max), as
+    # a Python float: a NumPy float64 would promote float32 arithmetic (refused under strict)
+    eps = float(np.finfo(jnp.result_type(*jax.tree.leaves(params))).eps)
+    return 1e3 * eps * max(P, s + 1)
 
 
 def _group_factor(leaves, right, left):
@@ -780,7 +783,7 @@ def _complement_dim(problem, params, num_symmetry) -> int:
 
 
 def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "smallest",
-                       symmetry: bool = True, rtol: float = 1e-10, num_matvecs: int | None = None,
+                       symmetry: bool = True, rtol: float | None = None, num_matvecs: int | None = None,
                        max_cycles: int = 60, seed: int = 0, scale: float | None = None) -> Eigenpairs:
     """The k smallest (or largest) eigenvalues of the tangent Hessian with eigenvectors,
     matrix-free: restarted Lanczos (:func:`_lanczos`, full reorthogonalisation, breakdown-safe)
@@ -795,7 +798,8 @@ def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "sma
         k: number of eigenpairs (≥ 1).
         which: "smallest" or "largest".
         symmetry: remove the symmetry orbit (True) or keep its zero eigenvalues (False).
-        rtol: residual tolerance relative to the Hessian's scale (> 0).
+        rtol: residual tolerance relative to the Hessian's scale, in (0, 1); default (None)
+            max(1e-10, 1e3·eps) of the params' dtype (float32: 1.2e-4, which it can reach).
         num_matvecs: Lanczos steps per cycle (memory: num_matvecs × P floats); default 128 up
             to 200,000 parameters, 64 above (a dense low end converges in far fewer products
             with the longer cycles).
@@ -816,9 +820,11 @@ def extreme_eigenpairs(problem, params: PyTree, k: int = 4, *, which: str = "sma
         raise ValueError(f"which must be 'smallest' or 'largest', got {which!r}")
     if not isinstance(symmetry, (bool, np.bool_)):
         raise ValueError(f"symmetry must be True or False, got {symmetry!r}")
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    if rtol is None:  # 1e-10, or what the params' precision can reach (float32: 1.2e-4)
+        rtol = max(1e-10, 1e3 * float(np.finfo(flat.dtype).eps))
     if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
     P = int(flat.size)
     num_matvecs = (128 if P <= 200_000 else 64) if num_matvecs is None else num_matvecs
     num_matvecs = check_int("num_matvecs", num_matvecs, low=2)
@@ -965,7 +971,7 @@ def _grad_norm(problem, params) -> float:
 
 
 def classify_critical_point(problem, params: PyTree, *, method: str | None = None,
-                            tol: float | None = None, k: int = 6, rtol: float = 1e-10,
+                            tol: float | None = None, k: int = 6, rtol: float | None = None,
                             seed: int = 0) -> Classification:
     """Classify a critical point by the Hessian spectrum modulo the symmetry orbit.
 
