@@ -121,8 +121,7 @@ def canonical_leaves(tree, params):
 def check_params(problem, params, name: str = "params") -> None:
     """Raise ``ValueError`` unless ``params`` has the tree structure, shapes and float dtype of
     ``problem.init`` (a missing bias, a transposed W or an int array would solve another problem)."""
-    leaves, structure = jax.tree.flatten(problem)
-    expected = _expected_params((structure, tuple((np.shape(x), jnp.result_type(x)) for x in leaves)), problem)
+    expected = _expected_params(_layout(problem), problem)
     exp_leaves, exp_tree = jax.tree.flatten(expected)
     try:
         got_leaves, got_tree = jax.tree.flatten(params)
@@ -131,6 +130,7 @@ def check_params(problem, params, name: str = "params") -> None:
     if got_tree != exp_tree:
         raise ValueError(f"{name} must have the structure of problem.init(key) "
                          f"({_describe(expected)}), got {_describe(params)}")
+    dtypes = {}  # first leaf of each dtype
     for path_leaf, exp_leaf, got in zip(jax.tree_util.tree_flatten_with_path(expected)[0],
                                         exp_leaves, got_leaves):
         where = jax.tree_util.keystr(path_leaf[0])
@@ -140,10 +140,7 @@ def check_params(problem, params, name: str = "params") -> None:
         dtype = got.dtype if hasattr(got, "dtype") else np.asarray(got).dtype  # a tracer under jit has one
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"{name}{where} must be a float array, got dtype {dtype}")
-    dtypes = {}
-    for path_leaf, got in zip(jax.tree_util.tree_flatten_with_path(params)[0], got_leaves):
-        dtype = got.dtype if hasattr(got, "dtype") else np.asarray(got).dtype
-        dtypes.setdefault(np.dtype(dtype), jax.tree_util.keystr(path_leaf[0]))
+        dtypes.setdefault(np.dtype(dtype), where)
     if len(dtypes) > 1:  # the solve runs in one precision: a mixed tree fails deep inside the loop
         raise ValueError(f"{name} must hold arrays of one float dtype, got "
                          + ", ".join(f"{name}{where}: {dt}" for dt, where in dtypes.items()))
